@@ -1,0 +1,191 @@
+"""The ``cbir`` command line."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import Iterator, Optional
+
+import typer
+from rich.table import Table
+
+from cbir.collection.collection import Collection, CollectionError, IndexReport, SearchResult
+from cbir.encoders.backbones import WeightsUnavailableError
+from cbir.encoders.encoder import MULTI_SCALES, EncoderSpec
+from cbir.encoders.pooling import POOLINGS
+from cbir.io.images import ImageLoadError, load_image
+from cbir.progress import console, progress_bar
+
+app = typer.Typer(help="Deep content-based retrieval: index a collection, search it by example.", no_args_is_help=True)
+
+CollectionOption = typer.Option(..., "--collection", "-c", help="Collection directory.")
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn the errors a user can fix into a red message and exit code 2."""
+    try:
+        yield
+    except (CollectionError, WeightsUnavailableError, ImageLoadError, ValueError, FileNotFoundError) as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(2) from None
+
+
+def encoder_spec_from_options(
+    backbone: Optional[str],
+    pooling: Optional[str],
+    gem_p: Optional[float],
+    size: Optional[int],
+    multiscale: Optional[bool],
+    weights: Optional[Path],
+) -> EncoderSpec | None:
+    """An EncoderSpec from the options given, or None when none was given."""
+    given = {
+        "backbone": backbone,
+        "pooling": pooling,
+        "gem_p": gem_p,
+        "image_size": size,
+        "scales": MULTI_SCALES if multiscale else ((1.0,) if multiscale is not None else None),
+        "weights": str(weights) if weights else None,
+    }
+    given = {key: value for key, value in given.items() if value is not None}
+    return EncoderSpec(**given) if given else None
+
+
+def print_report(report: IndexReport) -> None:
+    console.print(
+        f"[green]added {report.added}[/green], updated {report.updated}, unchanged {report.unchanged}, "
+        f"removed {report.removed}, skipped {len(report.skipped)} in {report.seconds:.1f} s"
+    )
+    if report.skipped:
+        table = Table(title="Skipped files", title_style="bold yellow")
+        table.add_column("file", overflow="fold")
+        table.add_column("reason", overflow="fold")
+        for uri, reason in report.skipped:
+            table.add_row(uri, reason)
+        console.print(table)
+
+
+@app.command()
+def index(
+    directories: list[Path] = typer.Argument(..., help="Image folders (searched recursively) or files."),
+    collection: Path = CollectionOption,
+    backbone: Optional[str] = typer.Option(None, help="efficientnet_lite0 (default, offline), a timm name, or torchvision/NAME."),
+    pooling: Optional[str] = typer.Option(None, help=f"One of {', '.join(POOLINGS)} (default spoc)."),
+    gem_p: Optional[float] = typer.Option(None, help="GeM exponent."),
+    size: Optional[int] = typer.Option(None, help="Short side of the resized image, in pixels (default 224)."),
+    multiscale: Optional[bool] = typer.Option(None, "--multiscale/--single-scale", help="Average over scales 1, 1/sqrt(2), 1/2."),
+    weights: Optional[Path] = typer.Option(None, help="Backbone weights file (state dict)."),
+    index_type: str = typer.Option("Flat", "--index", help="FAISS factory string for a new collection: Flat, HNSW32, IVF256,PQ32 ..."),
+    sync: bool = typer.Option(False, "--sync", help="Also remove items whose files were deleted."),
+    batch_size: int = typer.Option(32, help="Images per forward pass."),
+    workers: Optional[int] = typer.Option(None, help="Decoding worker processes."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Index images into a collection; re-running adds only new or changed files."""
+    with user_errors():
+        spec = encoder_spec_from_options(backbone, pooling, gem_p, size, multiscale, weights)
+        store = Collection.open_or_create(collection, spec, index_type)
+        with store, progress_bar("indexing", enabled=not as_json) as update:
+            report = store.add(directories, sync=sync, batch_size=batch_size, workers=workers, progress=update)
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        print_report(report)
+
+
+def print_results(results: list[SearchResult]) -> None:
+    table = Table(show_lines=False)
+    for column in ("rank", "score", "kind", "uri", "id"):
+        table.add_column(column, overflow="fold", justify="right" if column in ("rank", "score", "id") else "left")
+    for result in results:
+        table.add_row(str(result.rank), f"{result.score:.4f}", result.kind, result.uri, str(result.item_id))
+    console.print(table)
+
+
+@app.command()
+def search(
+    image: Path = typer.Argument(..., help="Query image."),
+    collection: Path = CollectionOption,
+    k: int = typer.Option(10, "-k", help="Number of results."),
+    kind: Optional[list[str]] = typer.Option(None, help="Only items of this kind (image, region, face, frame); repeatable."),
+    label: Optional[str] = typer.Option(None, help="Only items carrying this label."),
+    as_json: bool = typer.Option(False, "--json", help="Print results as JSON."),
+    grid: Optional[Path] = typer.Option(None, help="Write the query and its results as one picture."),
+) -> None:
+    """Find the items most similar to IMAGE."""
+    with user_errors(), Collection.open(collection) as store:
+        query = load_image(image)
+        results = store.search(query, k=k, kinds=kind, label=label)
+        if grid is not None:
+            from cbir.visualize import result_grid
+
+            result_grid(query, results, grid)
+    if as_json:
+        typer.echo(json.dumps({"query": str(image), "results": [r.to_dict() for r in results]}, indent=2))
+    else:
+        print_results(results)
+        if grid is not None:
+            console.print(f"grid written to {grid}")
+
+
+@app.command()
+def info(collection: Path = CollectionOption, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Counts by kind, encoder, index and size on disk."""
+    with user_errors(), Collection.open(collection) as store:
+        details = store.info()
+    if as_json:
+        typer.echo(json.dumps(details, indent=2))
+        return
+    table = Table(show_header=False, title=str(collection))
+    table.add_row("items", str(details["items"]))
+    for kind, count in details["by_kind"].items():
+        table.add_row(f"  {kind}", str(count))
+    spec = details["encoder"]
+    table.add_row("encoder", f"{spec['backbone']} / {spec['pooling']} / {spec['image_size']}px / scales {spec['scales']}")
+    for name, space in details["spaces"].items():
+        whitened = ", whitened" if space["whitening"] else ""
+        table.add_row(f"space {name}", f"{space['items']} x {space['dim']}-d, index {space['index']}{whitened}")
+    table.add_row("skipped files", str(details["skipped"]))
+    table.add_row("size on disk", f"{details['size_bytes'] / 1e6:.1f} MB")
+    console.print(table)
+
+
+@app.command()
+def whiten(
+    collection: Path = CollectionOption,
+    learn_from: Optional[Path] = typer.Option(None, "--from", help="Learn on another collection's descriptors (recommended)."),
+    dim: Optional[int] = typer.Option(None, help="Keep this many whitened dimensions."),
+    remove: bool = typer.Option(False, "--remove", help="Drop the whitening."),
+) -> None:
+    """Learn PCA-whitening for a collection's image space and re-index it."""
+    with user_errors(), Collection.open(collection) as store:
+        if remove:
+            store.remove_whitening()
+            console.print("whitening removed")
+            return
+        training = None
+        if learn_from is not None:
+            with Collection.open(learn_from, store.encoder_spec) as other:
+                training = other.vectors()[1]
+            console.print(f"learning whitening on {len(training)} descriptors of {learn_from}")
+        else:
+            console.print("[yellow]learning whitening on the collection itself (use --from to learn it on other data)[/yellow]")
+        whitening = store.learn_whitening(training=training, dim=dim)
+        console.print(f"whitening learned: {whitening.projection.shape[1]} -> {whitening.dim} dimensions")
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("demo-output"), help="Where to write the demo collection and pictures."),
+) -> None:
+    """Build a small collection from images shipped with installed packages and search it."""
+    from cbir.demo import run_demo
+
+    with user_errors():
+        run_demo(out)
+
+
+if __name__ == "__main__":
+    app()

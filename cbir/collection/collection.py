@@ -1,0 +1,497 @@
+"""A collection on disk: ``manifest.json``, ``catalog.sqlite`` and one FAISS index per vector space.
+
+The catalog is the source of truth (it keeps every raw descriptor); FAISS
+indexes and whitening are derived and rebuilt from it whenever they
+disagree, so an interrupted run never leaves a broken collection.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import faiss
+import numpy as np
+from filelock import FileLock
+from PIL import Image
+
+from cbir.collection.catalog import Catalog, Item
+from cbir.collection.manifest import Manifest, SpaceInfo
+from cbir.collection.vector_index import VectorIndex
+from cbir.encoders.encoder import Encoder, EncoderSpec
+from cbir.encoders.whitening import PCAWhitening
+from cbir.extraction import extract
+from cbir.io.atomic import atomic_write
+from cbir.io.images import is_image_path, load_image
+
+IMAGE_SPACE = "image"
+IMAGE_PIPELINE = "image"
+SAVE_EVERY_ITEMS = 5000
+
+
+class CollectionError(RuntimeError):
+    """A collection that cannot be created, opened or used as asked; the message says what to do."""
+
+
+@dataclass
+class SearchResult:
+    """One ranked hit."""
+
+    rank: int
+    score: float
+    item_id: int
+    uri: str
+    kind: str
+    box: tuple[float, float, float, float] | None = None
+    t_start: float | None = None
+    t_end: float | None = None
+    labels: list[str] = field(default_factory=list)
+    metadata: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        data = {"rank": self.rank, "score": round(self.score, 6), "uri": self.uri, "kind": self.kind, "item_id": self.item_id}
+        for key in ("box", "t_start", "t_end"):
+            if getattr(self, key) is not None:
+                data[key] = list(self.box) if key == "box" else getattr(self, key)
+        if self.labels:
+            data["labels"] = self.labels
+        return data
+
+
+@dataclass
+class IndexReport:
+    """What one ``add`` did."""
+
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    previously_skipped: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        data = dict(vars(self))
+        data["skipped"] = [{"uri": uri, "reason": reason} for uri, reason in self.skipped]
+        return data
+
+
+ProgressCallback = Callable[[int, int], None]  # (files done in this step, files total)
+
+
+def cnn_encoder_record(spec: EncoderSpec) -> dict:
+    return {"type": "cnn", **spec.to_dict()}
+
+
+class Collection:
+    """Items with vectors in one directory; use ``create`` or ``open``."""
+
+    def __init__(self, path: Path, manifest: Manifest):
+        self.path = path
+        self.manifest = manifest
+        self.catalog = Catalog(path / "catalog.sqlite")
+        self.lock = FileLock(str(path / ".write.lock"))
+        self._encoder: Encoder | None = None
+        self._indexes: dict[str, VectorIndex] = {}
+        self._whitening: dict[str, PCAWhitening | None] = {}
+
+    # opening -----------------------------------------------------------------
+    @classmethod
+    def create(cls, path: str | Path, encoder: EncoderSpec | None = None, index: str = "Flat") -> "Collection":
+        """A new, empty collection at ``path`` for images encoded by ``encoder``."""
+        path = Path(path)
+        if (path / "manifest.json").exists():
+            raise CollectionError(f"{path} already holds a collection: open it instead")
+        spec = encoder or EncoderSpec()
+        built = Encoder(spec)
+        VectorIndex(index, built.dim)  # fail now on a bad factory string
+        path.mkdir(parents=True, exist_ok=True)
+        manifest = Manifest({IMAGE_SPACE: SpaceInfo(cnn_encoder_record(spec), built.dim, index)})
+        manifest.save(path / "manifest.json")
+        collection = cls(path, manifest)
+        collection._encoder = built
+        return collection
+
+    @classmethod
+    def open(cls, path: str | Path, encoder: EncoderSpec | None = None) -> "Collection":
+        """Open an existing collection; ``encoder``, when given, must be the one it was built with."""
+        path = Path(path)
+        if not (path / "manifest.json").is_file():
+            raise CollectionError(f"no collection at {path}: create one with 'cbir index DIR --collection {path}'")
+        collection = cls(path, Manifest.load(path / "manifest.json"))
+        if encoder is not None:
+            collection.check_encoder(encoder)
+        return collection
+
+    @classmethod
+    def open_or_create(cls, path: str | Path, encoder: EncoderSpec | None = None, index: str = "Flat") -> "Collection":
+        if (Path(path) / "manifest.json").is_file():
+            return cls.open(path, encoder)
+        return cls.create(path, encoder, index)
+
+    def close(self) -> None:
+        self.catalog.close()
+
+    def __enter__(self) -> "Collection":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # encoders ----------------------------------------------------------------
+    @property
+    def encoder_spec(self) -> EncoderSpec:
+        record = dict(self.manifest.spaces[IMAGE_SPACE].encoder)
+        record.pop("type", None)
+        return EncoderSpec.from_dict(record)
+
+    def check_encoder(self, spec: EncoderSpec) -> None:
+        stored = self.encoder_spec
+        if spec.identity() != stored.identity():
+            differences = {
+                key: (value, spec.identity().get(key))
+                for key, value in stored.identity().items()
+                if spec.identity().get(key) != value
+            }
+            described = ", ".join(f"{key}: collection {old!r} vs requested {new!r}" for key, (old, new) in differences.items())
+            raise CollectionError(
+                f"{self.path} was built with a different encoder ({described}); "
+                "use the collection's own encoder (omit the encoder options) or index into a new collection"
+            )
+
+    @property
+    def encoder(self) -> Encoder:
+        if self._encoder is None:
+            self._encoder = Encoder(self.encoder_spec)
+            if self._encoder.dim != self.manifest.spaces[IMAGE_SPACE].dim:
+                raise CollectionError(
+                    f"the encoder now gives {self._encoder.dim}-d vectors but {self.path} holds "
+                    f"{self.manifest.spaces[IMAGE_SPACE].dim}-d ones; were its weights changed?"
+                )
+        return self._encoder
+
+    def add_space(self, name: str, encoder_record: dict, dim: int, index: str = "Flat") -> None:
+        """Declare a vector space (for example ``face``); an existing one must match."""
+        existing = self.manifest.spaces.get(name)
+        if existing is not None:
+            if existing.encoder != encoder_record or existing.dim != dim:
+                raise CollectionError(f"space {name!r} of {self.path} was built with another encoder: {existing.encoder}")
+            return
+        VectorIndex(index, dim)
+        self.manifest.spaces[name] = SpaceInfo(encoder_record, dim, index)
+        self.manifest.save(self.path / "manifest.json")
+
+    # derived state: whitening and FAISS indexes ------------------------------
+    def _whitening_path(self, space: str) -> Path:
+        return self.path / f"whitening-{space}.npz"
+
+    def _index_paths(self, space: str) -> tuple[Path, Path]:
+        return self.path / f"index-{space}.faiss", self.path / f"index-{space}.json"
+
+    def whitening(self, space: str = IMAGE_SPACE) -> PCAWhitening | None:
+        if space not in self._whitening:
+            path = self._whitening_path(space)
+            self._whitening[space] = PCAWhitening.load(path) if path.is_file() else None
+        return self._whitening[space]
+
+    def _whitening_stamp(self, space: str) -> str | None:
+        path = self._whitening_path(space)
+        return f"{path.stat().st_size}:{path.stat().st_mtime_ns}" if path.is_file() else None
+
+    def _transform(self, space: str, vectors: np.ndarray) -> np.ndarray:
+        whitening = self.whitening(space)
+        return whitening.apply(vectors) if whitening is not None else np.asarray(vectors, dtype=np.float32)
+
+    def _index_dim(self, space: str) -> int:
+        whitening = self.whitening(space)
+        return whitening.dim if whitening is not None else self.manifest.spaces[space].dim
+
+    def index(self, space: str = IMAGE_SPACE) -> VectorIndex:
+        """The space's FAISS index, in line with the catalog."""
+        if space not in self._indexes:
+            self._indexes[space] = self._load_or_rebuild_index(space)
+        return self._indexes[space]
+
+    def _load_or_rebuild_index(self, space: str) -> VectorIndex:
+        info = self.manifest.spaces[space]
+        index_path, meta_path = self._index_paths(space)
+        dim = self._index_dim(space)
+        index = None
+        if index_path.is_file() and meta_path.is_file():
+            meta = json.loads(meta_path.read_text())
+            if meta.get("whitening") == self._whitening_stamp(space) and meta.get("factory") == info.index:
+                try:
+                    index = VectorIndex.load(index_path, info.index, dim)
+                except (RuntimeError, ValueError):
+                    index = None
+        if index is None:
+            index = VectorIndex(info.index, dim)
+        catalog_ids = self.catalog.item_ids(space)
+        index_ids = index.ids()
+        extra = np.setdiff1d(index_ids, catalog_ids)
+        missing = np.setdiff1d(catalog_ids, index_ids)
+        if len(extra) and not index.remove(extra):
+            index, missing = VectorIndex(info.index, dim), catalog_ids
+        for ids, vectors in self.catalog.vectors(space, missing if len(missing) < len(catalog_ids) else None):
+            index.add(ids, self._transform(space, vectors))
+        index.train_if_possible()
+        if len(extra) or len(missing):
+            self._save_index(space, index)
+        return index
+
+    def _save_index(self, space: str, index: VectorIndex) -> None:
+        index_path, meta_path = self._index_paths(space)
+        index.save(index_path)
+        meta = {"whitening": self._whitening_stamp(space), "factory": index.factory, "count": len(index)}
+        with atomic_write(meta_path) as stream:
+            stream.write(json.dumps(meta).encode())
+
+    def learn_whitening(self, space: str = IMAGE_SPACE, training: np.ndarray | None = None, dim: int | None = None) -> PCAWhitening:
+        """Learn PCA-whitening (from ``training`` descriptors, else the space's own) and re-index."""
+        with self.lock:
+            if training is None:
+                training = self.vectors(space)[1]
+                if not len(training):
+                    raise CollectionError("the collection is empty: add items before learning a whitening")
+            whitening = PCAWhitening.learn(training, dim)
+            whitening.save(self._whitening_path(space))
+            self._whitening[space] = whitening
+            self._indexes.pop(space, None)
+            self.index(space)
+        return whitening
+
+    def remove_whitening(self, space: str = IMAGE_SPACE) -> None:
+        with self.lock:
+            self._whitening_path(space).unlink(missing_ok=True)
+            self._whitening[space] = None
+            self._indexes.pop(space, None)
+            self.index(space)
+
+    def vectors(self, space: str = IMAGE_SPACE) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, raw descriptors) of every item of a space, in id order."""
+        chunks = list(self.catalog.vectors(space))
+        if not chunks:
+            return np.empty(0, dtype=np.int64), np.empty((0, self.manifest.spaces[space].dim), dtype=np.float32)
+        return np.concatenate([ids for ids, _ in chunks]), np.concatenate([vectors for _, vectors in chunks])
+
+    # adding ------------------------------------------------------------------
+    def add(
+        self,
+        paths: Iterable[str | Path],
+        sync: bool = False,
+        batch_size: int = 32,
+        workers: int | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> IndexReport:
+        """Index image files and folders (recursively); only new or changed files are encoded.
+
+        With ``sync``, sources under the given folders whose files are gone are removed.
+        """
+        started = time.perf_counter()
+        roots = [Path(p).resolve() for p in paths]
+        with self.lock:
+            report = IndexReport()
+            files = _image_files(roots)
+            known = self.catalog.sources(IMAGE_PIPELINE)
+            skipped_before = self.catalog.skipped(IMAGE_PIPELINE)
+            todo: list[Path] = []
+            stats: list[os.stat_result] = []
+            for file in files:
+                uri = str(file)
+                try:
+                    stat = file.stat()
+                except OSError as error:
+                    report.skipped.append((uri, f"unreadable: {error.strerror or error}"))
+                    continue
+                state = known.get(uri)
+                if state is not None and state.size == stat.st_size and state.mtime == stat.st_mtime:
+                    report.unchanged += 1
+                    continue
+                previous = skipped_before.get((uri, IMAGE_PIPELINE))
+                if previous is not None and previous[1:] == (stat.st_size, stat.st_mtime):
+                    report.previously_skipped += 1
+                    report.skipped.append((uri, previous[0]))
+                    continue
+                todo.append(file)
+                stats.append(stat)
+            index = self.index(IMAGE_SPACE)
+            if sync:
+                report.removed = self._remove_missing(roots, files, known, index)
+            if todo:
+                self._encode_and_store(todo, stats, known, index, report, batch_size, workers, progress)
+            if index.train_if_possible() is False and len(index):
+                raise CollectionError(
+                    f"the {index.factory!r} index needs at least {index.min_training_vectors} vectors to train; "
+                    f"the collection has {len(index)}. Add more images or create it with '--index Flat'"
+                )
+            self._save_index(IMAGE_SPACE, index)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _encode_and_store(self, todo, stats, known, index, report, batch_size, workers, progress) -> None:
+        known_hashes = [known[str(file)].content_hash if str(file) in known else None for file in todo]
+        done = since_save = 0
+        for batch in extract(self.encoder, todo, batch_size, workers, known_hashes):
+            rows = iter(batch.vectors)
+            removed_ids: list[int] = []
+            new_items: list[tuple[int, np.ndarray]] = []
+            with self.catalog.transaction():
+                for entry in batch.decoded:
+                    file, stat = todo[entry.index], stats[entry.index]
+                    uri = str(file)
+                    if entry.error is not None:
+                        self.catalog.record_skipped(uri, IMAGE_PIPELINE, entry.error, stat.st_size, stat.st_mtime)
+                        report.skipped.append((uri, entry.error))
+                        continue
+                    previous = known.get(uri)
+                    if entry.unchanged:
+                        self.catalog.record_source(uri, IMAGE_PIPELINE, entry.content_hash, stat.st_size, stat.st_mtime)
+                        report.unchanged += 1
+                        continue
+                    if previous is not None:
+                        removed_ids += self.catalog.remove_sources([previous.id])
+                        report.updated += 1
+                    else:
+                        report.added += 1
+                    source_id = self.catalog.record_source(uri, IMAGE_PIPELINE, entry.content_hash, stat.st_size, stat.st_mtime)
+                    vector = next(rows)
+                    item = Item("image", uri, vector, entry.content_hash, metadata={"width": entry.width, "height": entry.height})
+                    new_items.append((self.catalog.insert_item(item, IMAGE_SPACE, source_id), vector))
+            if removed_ids and not index.remove(np.array(removed_ids)):
+                self._indexes.pop(IMAGE_SPACE)
+                index = self.index(IMAGE_SPACE)
+            if new_items:
+                ids = np.array([item_id for item_id, _ in new_items], dtype=np.int64)
+                index.add(ids, self._transform(IMAGE_SPACE, np.stack([v for _, v in new_items])))
+            done += len(batch.decoded)
+            since_save += len(new_items)
+            if since_save >= SAVE_EVERY_ITEMS and index.is_trained:
+                self._save_index(IMAGE_SPACE, index)
+                since_save = 0
+            if progress is not None:
+                progress(done, len(todo))
+
+    def _remove_missing(self, roots: list[Path], files: list[Path], known, index: VectorIndex) -> int:
+        present = {str(file) for file in files}
+        gone = [
+            state.id
+            for uri, state in known.items()
+            if uri not in present and any(_is_within(Path(uri), root) for root in roots) and not Path(uri).exists()
+        ]
+        if not gone:
+            return 0
+        with self.catalog.transaction():
+            removed_ids = self.catalog.remove_sources(gone)
+        if not index.remove(np.array(removed_ids)):
+            self._indexes.pop(IMAGE_SPACE)
+            self.index(IMAGE_SPACE)
+        return len(gone)
+
+    # searching ---------------------------------------------------------------
+    def encode(self, image: str | Path | Image.Image) -> np.ndarray:
+        """The raw descriptor of one image (before whitening)."""
+        return self.encoder.encode_images([load_image(image, min_side=self.encoder.spec.image_size)])[0]
+
+    def search(
+        self,
+        query: str | Path | Image.Image | np.ndarray | int,
+        k: int = 10,
+        kinds: Sequence[str] | None = None,
+        label: str | None = None,
+        space: str = IMAGE_SPACE,
+    ) -> list[SearchResult]:
+        """Rank items by similarity to an image, a raw descriptor, or a stored item (by id)."""
+        if isinstance(query, (int, np.integer)):
+            stored = self.catalog.get_items([int(query)], with_vectors=True)
+            if not stored:
+                raise CollectionError(f"no item with id {query}")
+            vector = stored[int(query)].vector
+        elif isinstance(query, np.ndarray):
+            vector = query.astype(np.float32)
+        else:
+            vector = self.encode(query)
+        return self.search_vectors(vector[None], k, kinds, label, space)[0]
+
+    def search_vectors(
+        self,
+        vectors: np.ndarray,
+        k: int = 10,
+        kinds: Sequence[str] | None = None,
+        label: str | None = None,
+        space: str = IMAGE_SPACE,
+    ) -> list[list[SearchResult]]:
+        """Ranked results for each raw descriptor (one row per query)."""
+        index = self.index(space)
+        if len(index) == 0:
+            return [[] for _ in range(len(vectors))]
+        queries = self._transform(space, vectors)
+        allowed = self.catalog.items_matching(kinds, label) if (kinds or label is not None) else None
+        if allowed is not None:
+            if not allowed:
+                return [[] for _ in range(len(vectors))]
+            selector = faiss.IDSelectorBatch(np.fromiter(allowed, dtype=np.int64))
+            params = faiss.SearchParameters(sel=selector)
+            k_eff = min(k, len(allowed))
+            scores, ids = index.index.search(np.ascontiguousarray(queries), k_eff, params=params)
+        else:
+            scores, ids = index.search(queries, k)
+        found = self.catalog.get_items({int(i) for i in ids.ravel() if i >= 0})
+        results = []
+        for row_scores, row_ids in zip(scores, ids):
+            hits = []
+            for score, item_id in zip(row_scores, row_ids):
+                if item_id < 0 or int(item_id) not in found:
+                    continue
+                item = found[int(item_id)]
+                hits.append(
+                    SearchResult(
+                        len(hits) + 1, float(score), int(item_id), item.uri, item.kind,
+                        item.box, item.t_start, item.t_end, item.labels, item.metadata,
+                    )
+                )
+            results.append(hits)
+        return results
+
+    # information -------------------------------------------------------------
+    def info(self) -> dict:
+        """Counts, encoder, indexes and size on disk."""
+        size = sum(file.stat().st_size for file in self.path.iterdir() if file.is_file())
+        return {
+            "path": str(self.path),
+            "items": self.catalog.count_items(),
+            "by_kind": self.catalog.counts_by_kind(),
+            "encoder": self.encoder_spec.to_dict(),
+            "spaces": {
+                name: {
+                    "dim": space.dim,
+                    "index": space.index,
+                    "items": self.catalog.count_items(name),
+                    "whitening": self._whitening_path(name).is_file(),
+                    "encoder": space.encoder,
+                }
+                for name, space in self.manifest.spaces.items()
+            },
+            "skipped": len(self.catalog.skipped()),
+            "size_bytes": size,
+            "versions": self.manifest.versions,
+        }
+
+
+def _image_files(roots: list[Path]) -> list[Path]:
+    files: list[Path] = []
+    for root in roots:
+        if root.is_dir():
+            files += sorted(p for p in root.rglob("*") if p.is_file() and is_image_path(p))
+        elif root.exists():
+            files.append(root)
+        else:
+            raise CollectionError(f"{root} does not exist")
+    return list(dict.fromkeys(files))
+
+
+def _is_within(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents

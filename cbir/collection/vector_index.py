@@ -1,0 +1,138 @@
+"""A FAISS index over item ids, described by a factory string ("Flat", "HNSW32", "IVF256,PQ32").
+
+Vectors are compared by inner product (cosine, as descriptors are
+L2-normalised). The index is derived data: it is saved atomically and, when
+it disagrees with the catalog, brought back in line from the catalog's
+vectors.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from cbir.io.atomic import atomic_write
+
+
+class IndexSpecError(ValueError):
+    """A FAISS factory string that cannot be used."""
+
+
+class VectorIndex:
+    """``faiss.IndexIDMap2`` around an index built from a factory string."""
+
+    def __init__(self, factory: str, dim: int, index: faiss.Index | None = None):
+        self.factory = factory
+        self.dim = dim
+        if index is None:
+            try:
+                inner = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+            except RuntimeError as error:
+                raise IndexSpecError(f"FAISS cannot build {factory!r}: {error}") from None
+            index = faiss.IndexIDMap2(inner)
+        self.index = index
+        self._pending: list[tuple[np.ndarray, np.ndarray]] = []
+
+    @property
+    def inner(self) -> faiss.Index:
+        return faiss.downcast_index(self.index.index)
+
+    @property
+    def is_trained(self) -> bool:
+        return self.index.is_trained
+
+    @property
+    def min_training_vectors(self) -> int:
+        """How many vectors training needs (0 for indexes that need none)."""
+        if self.is_trained:
+            return 0
+        lists = re.search(r"IVF(\d+)", self.factory)
+        centroids = int(lists.group(1)) if lists else 0
+        pq = re.search(r"PQ\d+(?:x(\d+))?", self.factory)
+        pq_centroids = 2 ** int(pq.group(1) or 8) if pq else 0
+        return max(centroids, pq_centroids, 1)
+
+    def __len__(self) -> int:
+        return self.index.ntotal + sum(len(ids) for ids, _ in self._pending)
+
+    def ids(self) -> np.ndarray:
+        stored = faiss.vector_to_array(self.index.id_map).astype(np.int64)
+        return np.concatenate([stored] + [ids for ids, _ in self._pending])
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Add vectors; an untrained index holds them until ``train`` is called."""
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.shape[1:] != (self.dim,):
+            raise ValueError(f"vectors have dimension {vectors.shape[1:]}, the index expects {self.dim}")
+        if self.is_trained:
+            self.index.add_with_ids(vectors, ids)
+        else:
+            self._pending.append((ids, vectors))
+
+    def train_if_possible(self, sample_size: int = 100_000) -> bool:
+        """Train on the held vectors once there are enough; returns whether the index is trained."""
+        if self.is_trained:
+            return True
+        held = sum(len(ids) for ids, _ in self._pending)
+        if held < self.min_training_vectors:
+            return False
+        vectors = np.concatenate([v for _, v in self._pending])
+        sample = vectors[np.random.default_rng(0).permutation(len(vectors))[:sample_size]]
+        self.index.train(sample)
+        pending, self._pending = self._pending, []
+        for ids, vectors in pending:
+            self.index.add_with_ids(vectors, ids)
+        return True
+
+    def remove(self, ids: np.ndarray) -> bool:
+        """Remove ids; returns False when this index type cannot remove (rebuild instead)."""
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        if len(ids) == 0:
+            return True
+        if self._pending:
+            keep = [(i[~np.isin(i, ids)], v[~np.isin(i, ids)]) for i, v in self._pending]
+            self._pending = [(i, v) for i, v in keep if len(i)]
+        try:
+            self.index.remove_ids(ids)
+        except RuntimeError:
+            return False
+        return True
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids) of the ``k`` nearest items to each query; missing hits have id -1."""
+        if not self.is_trained:
+            raise RuntimeError(
+                f"the {self.factory!r} index is not trained yet: it needs at least "
+                f"{self.min_training_vectors} vectors; add more items or use 'Flat'"
+            )
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        k = max(1, min(k, self.index.ntotal)) if self.index.ntotal else 1
+        return self.index.search(queries, k)
+
+    def set_search_effort(self, effort: int) -> None:
+        """HNSW efSearch / IVF nprobe: higher is more exact and slower."""
+        inner = self.inner
+        if isinstance(inner, faiss.IndexHNSW):
+            inner.hnsw.efSearch = effort
+        ivf = faiss.try_extract_index_ivf(inner)
+        if ivf is not None:
+            ivf.nprobe = effort
+
+    def save(self, path: str | Path) -> None:
+        """Write atomically; vectors still held for training are not written."""
+        with atomic_write(path) as stream:
+            stream.write(faiss.serialize_index(self.index).tobytes())
+
+    @classmethod
+    def load(cls, path: str | Path, factory: str, dim: int) -> "VectorIndex":
+        data = np.fromfile(path, dtype=np.uint8)
+        index = faiss.deserialize_index(data)
+        if not isinstance(index, faiss.IndexIDMap2):
+            index = faiss.downcast_index(index)
+        if index.d != dim:
+            raise ValueError(f"{path} holds {index.d}-d vectors, expected {dim}")
+        return cls(factory, dim, index)

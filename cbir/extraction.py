@@ -1,0 +1,120 @@
+"""Batched descriptor extraction: files are read, hashed and decoded in worker
+processes while the main process runs the network on the previous batch."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from cbir.encoders.encoder import Encoder, image_to_tensor, resized_size
+from cbir.io.images import ImageLoadError, load_image
+
+
+@dataclass
+class Decoded:
+    """One file after the worker: a tensor, or the reason it was skipped."""
+
+    index: int
+    content_hash: str | None
+    tensor: torch.Tensor | None = None
+    width: int = 0
+    height: int = 0
+    error: str | None = None
+    unchanged: bool = False
+
+
+@dataclass
+class ExtractedBatch:
+    """Descriptors for the files of one batch that decoded, plus those that did not."""
+
+    decoded: list[Decoded]
+    vectors: np.ndarray  # row i belongs to the i-th entry of ``decoded`` with a tensor
+
+
+def content_hash(data: bytes) -> str:
+    """The content hash used throughout the catalog."""
+    return hashlib.blake2b(data, digest_size=20).hexdigest()
+
+
+class _FileDataset(Dataset):
+    def __init__(self, encoder: Encoder, paths: Sequence[Path], known_hashes: Sequence[str | None] | None):
+        self.short_side = encoder.spec.image_size
+        self.max_aspect = encoder.spec.max_aspect
+        self.input_config = encoder.input_config
+        self.paths = list(paths)
+        self.known_hashes = list(known_hashes) if known_hashes is not None else [None] * len(self.paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> Decoded:
+        try:
+            data = Path(self.paths[index]).read_bytes()
+        except OSError as error:
+            return Decoded(index, None, error=f"unreadable: {error.strerror or error}")
+        digest = content_hash(data)
+        if digest == self.known_hashes[index]:
+            return Decoded(index, digest, unchanged=True)
+        try:
+            image = load_image(data, min_side=self.short_side)
+        except ImageLoadError as error:
+            return Decoded(index, digest, error=str(error))
+        tensor = image_to_tensor(image, resized_size(*image.size, self.short_side, self.max_aspect), self.input_config)
+        return Decoded(index, digest, tensor, image.width, image.height)
+
+
+def _keep_list(batch: list[Decoded]) -> list[Decoded]:
+    return batch
+
+
+def default_workers() -> int:
+    """Decoding workers: enough to keep the network busy on this machine."""
+    return max(1, min(4, (os.cpu_count() or 1) - 1))
+
+
+def extract(
+    encoder: Encoder,
+    paths: Sequence[Path],
+    batch_size: int = 32,
+    workers: int | None = None,
+    known_hashes: Sequence[str | None] | None = None,
+) -> Iterator[ExtractedBatch]:
+    """Yield descriptors for ``paths`` batch by batch, in order.
+
+    Files whose hash equals ``known_hashes[i]`` are reported ``unchanged``
+    without being decoded.
+    """
+    workers = default_workers() if workers is None else workers
+    if len(paths) <= batch_size:
+        workers = 0
+    loader = DataLoader(
+        _FileDataset(encoder, paths, known_hashes),
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=_keep_list,
+        prefetch_factor=4 if workers else None,
+        persistent_workers=False,
+    )
+    for batch in loader:
+        yield ExtractedBatch(batch, encode_decoded(encoder, batch))
+
+
+@torch.inference_mode()
+def encode_decoded(encoder: Encoder, batch: list[Decoded]) -> np.ndarray:
+    """Descriptors of the decoded entries of ``batch`` (same-shaped tensors run together)."""
+    ready = [entry for entry in batch if entry.tensor is not None]
+    vectors = np.zeros((len(ready), encoder.dim), dtype=np.float32)
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for row, entry in enumerate(ready):
+        groups.setdefault(tuple(entry.tensor.shape), []).append(row)
+    for rows in groups.values():
+        stacked = torch.stack([ready[row].tensor for row in rows])
+        vectors[rows] = encoder(stacked).numpy()
+    return vectors
