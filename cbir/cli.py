@@ -72,7 +72,7 @@ def index(
     directories: list[Path] = typer.Argument(..., help="Image folders (searched recursively) or files."),
     collection: Path = CollectionOption,
     backbone: Optional[str] = typer.Option(None, help="efficientnet_lite0 (default, offline), a timm name, or torchvision/NAME."),
-    pooling: Optional[str] = typer.Option(None, help=f"One of {', '.join(POOLINGS)} (default spoc)."),
+    pooling: Optional[str] = typer.Option(None, help=f"One of {', '.join(POOLINGS)} (default rmac)."),
     gem_p: Optional[float] = typer.Option(None, help="GeM exponent."),
     size: Optional[int] = typer.Option(None, help="Short side of the resized image, in pixels (default 224)."),
     multiscale: Optional[bool] = typer.Option(None, "--multiscale/--single-scale", help="Average over scales 1, 1/sqrt(2), 1/2."),

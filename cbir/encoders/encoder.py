@@ -30,7 +30,7 @@ class EncoderSpec:
     """
 
     backbone: str = "efficientnet_lite0"
-    pooling: str = "gem"
+    pooling: str = "rmac"
     gem_p: float = 3.0
     rmac_levels: int = 3
     image_size: int = 224
