@@ -13,8 +13,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from cbir.collection.catalog import Item
+from cbir.collection.pipeline import SourceResult
 from cbir.encoders.encoder import Encoder, image_to_tensor, resized_size
-from cbir.io.images import ImageLoadError, load_image
+from cbir.io.images import ImageLoadError, is_image_path, load_image
 
 
 @dataclass
@@ -118,3 +120,32 @@ def encode_decoded(encoder: Encoder, batch: list[Decoded]) -> np.ndarray:
         stacked = torch.stack([ready[row].tensor for row in rows])
         vectors[rows] = encoder(stacked).numpy()
     return vectors
+
+
+class ImagePipeline:
+    """Whole images: one ``image`` item per file, in the ``image`` space."""
+
+    name = "image"
+    space = "image"
+
+    def __init__(self, encoder: Encoder):
+        self.encoder = encoder
+
+    def accepts(self, path: Path) -> bool:
+        return is_image_path(path)
+
+    def space_record(self) -> tuple[dict, int]:
+        return {"type": "cnn", **self.encoder.spec.to_dict()}, self.encoder.dim
+
+    def run(self, paths, known_hashes, batch_size, workers) -> Iterator[list[SourceResult]]:
+        for batch in extract(self.encoder, paths, batch_size, workers, known_hashes):
+            rows = iter(batch.vectors)
+            results = []
+            for entry in batch.decoded:
+                result = SourceResult(entry.index, entry.content_hash, error=entry.error, unchanged=entry.unchanged)
+                if entry.tensor is not None:
+                    uri = str(paths[entry.index])
+                    metadata = {"width": entry.width, "height": entry.height}
+                    result.items.append(Item("image", uri, next(rows), entry.content_hash, metadata=metadata))
+                results.append(result)
+            yield results

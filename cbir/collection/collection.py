@@ -19,17 +19,17 @@ import numpy as np
 from filelock import FileLock
 from PIL import Image
 
-from cbir.collection.catalog import Catalog, Item
+from cbir.collection.catalog import Catalog
 from cbir.collection.manifest import Manifest, SpaceInfo
+from cbir.collection.pipeline import Pipeline
 from cbir.collection.vector_index import VectorIndex
 from cbir.encoders.encoder import Encoder, EncoderSpec
 from cbir.encoders.whitening import PCAWhitening
-from cbir.extraction import extract
+from cbir.extraction import ImagePipeline
 from cbir.io.atomic import atomic_write
-from cbir.io.images import is_image_path, load_image
+from cbir.io.images import load_image
 
 IMAGE_SPACE = "image"
-IMAGE_PIPELINE = "image"
 SAVE_EVERY_ITEMS = 5000
 
 
@@ -83,10 +83,6 @@ class IndexReport:
 ProgressCallback = Callable[[int, int], None]  # (files done in this step, files total)
 
 
-def cnn_encoder_record(spec: EncoderSpec) -> dict:
-    return {"type": "cnn", **spec.to_dict()}
-
-
 class Collection:
     """Items with vectors in one directory; use ``create`` or ``open``."""
 
@@ -110,7 +106,8 @@ class Collection:
         built = Encoder(spec)
         VectorIndex(index, built.dim)  # fail now on a bad factory string
         path.mkdir(parents=True, exist_ok=True)
-        manifest = Manifest({IMAGE_SPACE: SpaceInfo(cnn_encoder_record(spec), built.dim, index)})
+        record, dim = ImagePipeline(built).space_record()
+        manifest = Manifest({IMAGE_SPACE: SpaceInfo(record, dim, index)})
         manifest.save(path / "manifest.json")
         collection = cls(path, manifest)
         collection._encoder = built
@@ -282,24 +279,28 @@ class Collection:
     def add(
         self,
         paths: Iterable[str | Path],
+        pipeline: Pipeline | None = None,
         sync: bool = False,
         batch_size: int = 32,
         workers: int | None = None,
         progress: ProgressCallback | None = None,
     ) -> IndexReport:
-        """Index image files and folders (recursively); only new or changed files are encoded.
+        """Index files and folders (recursively) with ``pipeline`` (whole images by default).
 
-        With ``sync``, sources under the given folders whose files are gone are removed.
+        Only new or changed files are processed. With ``sync``, sources under
+        the given folders whose files are gone are removed.
         """
         started = time.perf_counter()
+        pipeline = pipeline or ImagePipeline(self.encoder)
         roots = [Path(p).resolve() for p in paths]
         with self.lock:
+            if pipeline.space not in self.manifest.spaces:
+                self.add_space(pipeline.space, *pipeline.space_record())
             report = IndexReport()
-            files = _image_files(roots)
-            known = self.catalog.sources(IMAGE_PIPELINE)
-            skipped_before = self.catalog.skipped(IMAGE_PIPELINE)
-            todo: list[Path] = []
-            stats: list[os.stat_result] = []
+            files = _files_under(roots, pipeline.accepts)
+            known = self.catalog.sources(pipeline.name)
+            skipped_before = self.catalog.skipped(pipeline.name)
+            todo: list[tuple[Path, os.stat_result]] = []
             for file in files:
                 uri = str(file)
                 try:
@@ -308,74 +309,75 @@ class Collection:
                     report.skipped.append((uri, f"unreadable: {error.strerror or error}"))
                     continue
                 state = known.get(uri)
-                if state is not None and state.size == stat.st_size and state.mtime == stat.st_mtime:
+                if state is not None and (state.size, state.mtime) == (stat.st_size, stat.st_mtime):
                     report.unchanged += 1
                     continue
-                previous = skipped_before.get((uri, IMAGE_PIPELINE))
+                previous = skipped_before.get((uri, pipeline.name))
                 if previous is not None and previous[1:] == (stat.st_size, stat.st_mtime):
                     report.previously_skipped += 1
                     report.skipped.append((uri, previous[0]))
                     continue
-                todo.append(file)
-                stats.append(stat)
-            index = self.index(IMAGE_SPACE)
+                todo.append((file, stat))
+            index = self.index(pipeline.space)
             if sync:
-                report.removed = self._remove_missing(roots, files, known, index)
+                report.removed = self._remove_missing(roots, files, known, pipeline.space)
             if todo:
-                self._encode_and_store(todo, stats, known, index, report, batch_size, workers, progress)
-            if index.train_if_possible() is False and len(index):
+                self._process_and_store(pipeline, todo, known, report, batch_size, workers, progress)
+            index = self.index(pipeline.space)
+            if not index.train_if_possible() and len(index):
                 raise CollectionError(
                     f"the {index.factory!r} index needs at least {index.min_training_vectors} vectors to train; "
-                    f"the collection has {len(index)}. Add more images or create it with '--index Flat'"
+                    f"the collection has {len(index)}. Add more items or create it with '--index Flat'"
                 )
-            self._save_index(IMAGE_SPACE, index)
+            self._save_index(pipeline.space, index)
         report.seconds = time.perf_counter() - started
         return report
 
-    def _encode_and_store(self, todo, stats, known, index, report, batch_size, workers, progress) -> None:
-        known_hashes = [known[str(file)].content_hash if str(file) in known else None for file in todo]
+    def _process_and_store(self, pipeline: Pipeline, todo, known, report, batch_size, workers, progress) -> None:
+        space = pipeline.space
+        paths = [file for file, _ in todo]
+        known_hashes = [known[str(file)].content_hash if str(file) in known else None for file in paths]
         done = since_save = 0
-        for batch in extract(self.encoder, todo, batch_size, workers, known_hashes):
-            rows = iter(batch.vectors)
+        for results in pipeline.run(paths, known_hashes, batch_size, workers):
             removed_ids: list[int] = []
             new_items: list[tuple[int, np.ndarray]] = []
             with self.catalog.transaction():
-                for entry in batch.decoded:
-                    file, stat = todo[entry.index], stats[entry.index]
+                for result in results:
+                    file, stat = todo[result.index]
                     uri = str(file)
-                    if entry.error is not None:
-                        self.catalog.record_skipped(uri, IMAGE_PIPELINE, entry.error, stat.st_size, stat.st_mtime)
-                        report.skipped.append((uri, entry.error))
+                    if result.error is not None:
+                        self.catalog.record_skipped(uri, pipeline.name, result.error, stat.st_size, stat.st_mtime)
+                        report.skipped.append((uri, result.error))
                         continue
-                    previous = known.get(uri)
-                    if entry.unchanged:
-                        self.catalog.record_source(uri, IMAGE_PIPELINE, entry.content_hash, stat.st_size, stat.st_mtime)
+                    if result.unchanged:
+                        self.catalog.record_source(uri, pipeline.name, result.content_hash, stat.st_size, stat.st_mtime)
                         report.unchanged += 1
                         continue
+                    previous = known.get(uri)
                     if previous is not None:
                         removed_ids += self.catalog.remove_sources([previous.id])
                         report.updated += 1
                     else:
                         report.added += 1
-                    source_id = self.catalog.record_source(uri, IMAGE_PIPELINE, entry.content_hash, stat.st_size, stat.st_mtime)
-                    vector = next(rows)
-                    item = Item("image", uri, vector, entry.content_hash, metadata={"width": entry.width, "height": entry.height})
-                    new_items.append((self.catalog.insert_item(item, IMAGE_SPACE, source_id), vector))
+                    source_id = self.catalog.record_source(uri, pipeline.name, result.content_hash, stat.st_size, stat.st_mtime)
+                    for item in result.items:
+                        new_items.append((self.catalog.insert_item(item, space, source_id), item.vector))
+            index = self.index(space)
             if removed_ids and not index.remove(np.array(removed_ids)):
-                self._indexes.pop(IMAGE_SPACE)
-                index = self.index(IMAGE_SPACE)
+                self._indexes.pop(space)
+                index = self.index(space)
             if new_items:
                 ids = np.array([item_id for item_id, _ in new_items], dtype=np.int64)
-                index.add(ids, self._transform(IMAGE_SPACE, np.stack([v for _, v in new_items])))
-            done += len(batch.decoded)
+                index.add(ids, self._transform(space, np.stack([vector for _, vector in new_items])))
+            done += len(results)
             since_save += len(new_items)
             if since_save >= SAVE_EVERY_ITEMS and index.is_trained:
-                self._save_index(IMAGE_SPACE, index)
+                self._save_index(space, index)
                 since_save = 0
             if progress is not None:
                 progress(done, len(todo))
 
-    def _remove_missing(self, roots: list[Path], files: list[Path], known, index: VectorIndex) -> int:
+    def _remove_missing(self, roots: list[Path], files: list[Path], known, space: str) -> int:
         present = {str(file) for file in files}
         gone = [
             state.id
@@ -386,9 +388,9 @@ class Collection:
             return 0
         with self.catalog.transaction():
             removed_ids = self.catalog.remove_sources(gone)
-        if not index.remove(np.array(removed_ids)):
-            self._indexes.pop(IMAGE_SPACE)
-            self.index(IMAGE_SPACE)
+        if not self.index(space).remove(np.array(removed_ids)):
+            self._indexes.pop(space)
+            self.index(space)
         return len(gone)
 
     # searching ---------------------------------------------------------------
@@ -481,11 +483,11 @@ class Collection:
         }
 
 
-def _image_files(roots: list[Path]) -> list[Path]:
+def _files_under(roots: list[Path], accepts: Callable[[Path], bool]) -> list[Path]:
     files: list[Path] = []
     for root in roots:
         if root.is_dir():
-            files += sorted(p for p in root.rglob("*") if p.is_file() and is_image_path(p))
+            files += sorted(p for p in root.rglob("*") if p.is_file() and accepts(p))
         elif root.exists():
             files.append(root)
         else:
