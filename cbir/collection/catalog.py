@@ -136,9 +136,6 @@ class Catalog:
             self.connection.execute("DELETE FROM sources WHERE id = ?", (source_id,))
         return removed
 
-    def forget_skipped(self, uri: str, pipeline: str) -> None:
-        self.connection.execute("DELETE FROM skipped WHERE uri = ? AND pipeline = ?", (uri, pipeline))
-
     # items -------------------------------------------------------------------
     def item_ids_of_source(self, source_id: int) -> list[int]:
         return [row[0] for row in self.connection.execute("SELECT id FROM items WHERE source_id = ?", (source_id,))]

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-import faiss
 import numpy as np
 from filelock import FileLock
 from PIL import Image
@@ -23,7 +22,7 @@ from cbir.collection.catalog import Catalog
 from cbir.collection.manifest import Manifest, SpaceInfo
 from cbir.collection.pipeline import Pipeline
 from cbir.collection.vector_index import VectorIndex
-from cbir.encoders.encoder import Encoder, EncoderSpec
+from cbir.encoders.encoder import Encoder, EncoderSpec, shared_encoder
 from cbir.encoders.whitening import PCAWhitening
 from cbir.extraction import ImagePipeline
 from cbir.io.atomic import atomic_write
@@ -103,7 +102,7 @@ class Collection:
         if (path / "manifest.json").exists():
             raise CollectionError(f"{path} already holds a collection: open it instead")
         spec = encoder or EncoderSpec()
-        built = Encoder(spec)
+        built = shared_encoder(spec)
         VectorIndex(index, built.dim)  # fail now on a bad factory string
         path.mkdir(parents=True, exist_ok=True)
         record, dim = ImagePipeline(built).space_record()
@@ -163,7 +162,7 @@ class Collection:
     @property
     def encoder(self) -> Encoder:
         if self._encoder is None:
-            self._encoder = Encoder(self.encoder_spec)
+            self._encoder = shared_encoder(self.encoder_spec)
             if self._encoder.dim != self.manifest.spaces[IMAGE_SPACE].dim:
                 raise CollectionError(
                     f"the encoder now gives {self._encoder.dim}-d vectors but {self.path} holds "
@@ -431,16 +430,12 @@ class Collection:
         if len(index) == 0:
             return [[] for _ in range(len(vectors))]
         queries = self._transform(space, vectors)
-        allowed = self.catalog.items_matching(kinds, label) if (kinds or label is not None) else None
-        if allowed is not None:
-            if not allowed:
+        allowed = None
+        if kinds or label is not None:
+            allowed = np.fromiter(self.catalog.items_matching(kinds, label), dtype=np.int64)
+            if not len(allowed):
                 return [[] for _ in range(len(vectors))]
-            selector = faiss.IDSelectorBatch(np.fromiter(allowed, dtype=np.int64))
-            params = faiss.SearchParameters(sel=selector)
-            k_eff = min(k, len(allowed))
-            scores, ids = index.index.search(np.ascontiguousarray(queries), k_eff, params=params)
-        else:
-            scores, ids = index.search(queries, k)
+        scores, ids = index.search(queries, k, allowed)
         found = self.catalog.get_items({int(i) for i in ids.ravel() if i >= 0})
         results = []
         for row_scores, row_ids in zip(scores, ids):

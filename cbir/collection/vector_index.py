@@ -102,16 +102,22 @@ class VectorIndex:
             return False
         return True
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(scores, ids) of the ``k`` nearest items to each query; missing hits have id -1."""
+    def search(self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids) of the ``k`` nearest items to each query, only among ``allowed_ids`` when given.
+
+        Missing hits have id -1.
+        """
         if not self.is_trained:
             raise RuntimeError(
                 f"the {self.factory!r} index is not trained yet: it needs at least "
                 f"{self.min_training_vectors} vectors; add more items or use 'Flat'"
             )
         queries = np.ascontiguousarray(queries, dtype=np.float32)
-        k = max(1, min(k, self.index.ntotal)) if self.index.ntotal else 1
-        return self.index.search(queries, k)
+        k = max(1, min(k, self.index.ntotal))
+        if allowed_ids is None:
+            return self.index.search(queries, k)
+        selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed_ids, dtype=np.int64))
+        return self.index.search(queries, min(k, len(allowed_ids)), params=faiss.SearchParameters(sel=selector))
 
     def set_search_effort(self, effort: int) -> None:
         """HNSW efSearch / IVF nprobe: higher is more exact and slower."""

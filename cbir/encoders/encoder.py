@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from dataclasses import asdict, dataclass, field, fields
@@ -125,6 +126,12 @@ class Encoder(nn.Module):
             batch = torch.stack([tensors[i] for i in indices])
             vectors[indices] = self(batch).numpy()
         return vectors
+
+
+@functools.lru_cache(maxsize=4)
+def shared_encoder(spec: EncoderSpec) -> Encoder:
+    """One inference encoder per spec per process (model weights are loaded once)."""
+    return Encoder(spec)
 
 
 def resized_size(width: int, height: int, short_side: int, max_aspect: float) -> tuple[int, int]:
