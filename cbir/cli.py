@@ -187,5 +187,9 @@ def demo(
         run_demo(out)
 
 
+from cbir.server.command import serve  # noqa: E402
+
+app.command()(serve)
+
 if __name__ == "__main__":
     app()

@@ -164,6 +164,36 @@ class Catalog:
     def delete_items(self, item_ids: Iterable[int]) -> None:
         self.connection.executemany("DELETE FROM items WHERE id = ?", [(int(i),) for i in item_ids])
 
+    def remove_items(self, item_ids: Iterable[int]) -> dict[str, list[int]]:
+        """Delete items, and the sources they leave without items; returns the deleted ids by space."""
+        ids = sorted({int(i) for i in item_ids})
+        removed: dict[str, list[int]] = {}
+        sources: set[int] = set()
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for item_id, space, source_id in self.connection.execute(
+                f"SELECT id, space, source_id FROM items WHERE id IN ({marks})", chunk
+            ):
+                removed.setdefault(space, []).append(item_id)
+                if source_id is not None:
+                    sources.add(source_id)
+        self.delete_items(i for space_ids in removed.values() for i in space_ids)
+        self.connection.executemany(
+            "DELETE FROM sources WHERE id = ? AND NOT EXISTS (SELECT 1 FROM items WHERE source_id = ?)",
+            [(source_id, source_id) for source_id in sorted(sources)],
+        )
+        return removed
+
+    def item_space(self, item_id: int) -> str | None:
+        """The vector space of an item, or None when there is no such item."""
+        row = self.connection.execute("SELECT space FROM items WHERE id = ?", (int(item_id),)).fetchone()
+        return row[0] if row else None
+
+    def item_ids_with_uri(self, uri: str) -> list[int]:
+        """Ids of the items made from the file at ``uri`` (by any pipeline)."""
+        return [row[0] for row in self.connection.execute("SELECT id FROM items WHERE uri = ? ORDER BY id", (uri,))]
+
     def get_items(self, item_ids: Iterable[int], with_vectors: bool = False) -> dict[int, Item]:
         ids = [int(i) for i in item_ids]
         found: dict[int, Item] = {}

@@ -113,13 +113,19 @@ class Collection:
         return collection
 
     @classmethod
-    def open(cls, path: str | Path, encoder: EncoderSpec | None = None) -> "Collection":
-        """Open an existing collection; ``encoder``, when given, must be the one it was built with."""
+    def open(cls, path: str | Path, encoder: EncoderSpec | Encoder | None = None) -> "Collection":
+        """Open an existing collection; ``encoder``, when given, must be the one it was built with.
+
+        A loaded ``Encoder`` is used as it is rather than loaded again.
+        """
         path = Path(path)
         if not (path / "manifest.json").is_file():
             raise CollectionError(f"no collection at {path}: create one with 'cbir index DIR --collection {path}'")
         collection = cls(path, Manifest.load(path / "manifest.json"))
-        if encoder is not None:
+        if isinstance(encoder, Encoder):
+            collection.check_encoder(encoder.spec)
+            collection._encoder = encoder
+        elif encoder is not None:
             collection.check_encoder(encoder)
         return collection
 
@@ -266,6 +272,22 @@ class Collection:
             self._whitening[space] = None
             self._indexes.pop(space, None)
             self.index(space)
+
+    def remove_items(self, item_ids: Iterable[int]) -> list[int]:
+        """Remove items by id from the catalog and the indexes; returns the ids that existed.
+
+        A source left without items is forgotten as well, so indexing its file again brings it back.
+        """
+        with self.lock:
+            with self.catalog.transaction():
+                removed = self.catalog.remove_items(item_ids)
+            for space, ids in removed.items():
+                index = self.index(space)
+                if not index.remove(np.array(ids)):
+                    self._indexes.pop(space)
+                    index = self.index(space)
+                self._save_index(space, index)
+        return sorted(item_id for ids in removed.values() for item_id in ids)
 
     def vectors(self, space: str = IMAGE_SPACE) -> tuple[np.ndarray, np.ndarray]:
         """(ids, raw descriptors) of every item of a space, in id order."""

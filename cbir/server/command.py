@@ -1,0 +1,62 @@
+"""``cbir serve``: the search server and its web page on one collection."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(
+    collection: Path = typer.Option(..., "--collection", "-c", help="Collection directory."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on; other machines reach it only if you say so."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+    token: Optional[str] = typer.Option(
+        None, envvar="CBIR_TOKEN", help="Bearer token that enables uploads and removals (or set CBIR_TOKEN)."
+    ),
+    max_upload_mb: float = typer.Option(20.0, help="Largest upload, in MiB."),
+    max_megapixels: float = typer.Option(50.0, help="Largest image, in millions of pixels."),
+    cors_origin: Optional[list[str]] = typer.Option(
+        None, help="Let pages from this origin call the API (repeatable); off by default."
+    ),
+) -> None:
+    """Serve a collection: a web page to search it by example, and a REST API (schema at /openapi.json)."""
+    from cbir.cli import user_errors
+    from cbir.progress import console
+
+    try:
+        import uvicorn
+
+        from cbir.server.app import create_app
+        from cbir.server.settings import ServerSettings
+    except ImportError as error:
+        console.print(f"[red]error:[/red] {error.name} is missing: install the server with pip install 'cbir[server]'")
+        raise typer.Exit(2) from None
+    with user_errors():
+        settings = ServerSettings(
+            max_upload_bytes=int(max_upload_mb * 1024 * 1024),
+            max_pixels=int(max_megapixels * 1_000_000),
+            cors_origins=tuple(cors_origin or ()),
+        )
+        console.print(f"loading {collection} ...")
+        app = create_app(collection, token=token or None, settings=settings)
+        items = app.state.service.info()["items"]
+        writable = "uploads and removals need the token" if token else "read-only (no --token)"
+        console.print(f"[green]serving {items} items[/green] at http://{host}:{port}/ - {writable}")
+        if not _is_loopback(host):
+            console.print(
+                f"[yellow]{host} is reachable from other machines: anyone there can search the collection "
+                "and download its files[/yellow]"
+            )
+        uvicorn.run(app, host=host, port=port, log_level="warning")

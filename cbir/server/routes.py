@@ -1,0 +1,200 @@
+"""The REST endpoints: search, items, thumbnails, original files, collection info, and changes."""
+
+from __future__ import annotations
+
+import mimetypes
+import time
+from pathlib import Path as FilePath
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, Response, UploadFile
+from fastapi.responses import FileResponse
+
+from cbir.collection.catalog import Item
+from cbir.io.images import ImageLoadError
+from cbir.server.auth import require_token
+from cbir.server.errors import ApiError
+from cbir.server.models import AddResponse, ErrorResponse, ItemDetails, RemoveResponse, SearchResponse
+from cbir.server.service import CollectionService
+from cbir.server.thumbnails import upright_size
+from cbir.server.uploads import read_upload, store_upload
+
+MAX_ITEM_ID = 2**63 - 1
+ItemId = Annotated[int, Path(ge=1, le=MAX_ITEM_ID, description="An item id, as search results give it.")]
+ERRORS = {status: {"model": ErrorResponse} for status in (404, 413, 415, 422)}
+WRITE_ERRORS = {status: {"model": ErrorResponse} for status in (401, 403, 404, 409, 413, 415, 422, 503)}
+
+router = APIRouter()
+
+
+def get_service(request: Request) -> CollectionService:
+    """The app's collection service (for endpoints and for routers added later)."""
+    return request.app.state.service
+
+
+Service = Annotated[CollectionService, Depends(get_service)]
+
+
+def item_details(item: Item) -> ItemDetails:
+    """The public view of a catalog item, with links to its thumbnail and file."""
+    size = upright_size(FilePath(item.uri))
+    return ItemDetails(
+        item_id=item.id,
+        kind=item.kind,
+        uri=item.uri,
+        name=FilePath(item.uri).name,
+        content_hash=item.content_hash,
+        box=list(item.box) if item.box is not None else None,
+        t_start=item.t_start,
+        t_end=item.t_end,
+        labels=item.labels,
+        metadata=item.metadata,
+        image_size=list(size) if size else None,
+        thumbnail=f"/items/{item.id}/thumbnail",
+        file=f"/items/{item.id}/file",
+    )
+
+
+def _timing(**seconds: float) -> str:
+    return ", ".join(f"{name};dur={value * 1000:.1f}" for name, value in seconds.items())
+
+
+@router.post(
+    "/search",
+    response_model=SearchResponse,
+    response_model_exclude_none=True,
+    responses=ERRORS,
+    summary="Find the items most similar to an uploaded image or to a stored item",
+)
+def search(
+    service: Service,
+    response: Response,
+    image: Annotated[UploadFile | None, File(description="The query picture.")] = None,
+    item_id: Annotated[int | None, Form(ge=1, le=MAX_ITEM_ID, description="Search with a stored item instead.")] = None,
+    k: Annotated[int, Form(ge=1, description="Number of results.")] = 10,
+    kind: Annotated[list[str] | None, Form(description="Only items of these kinds (repeatable).")] = None,
+    label: Annotated[str | None, Form(max_length=200, description="Only items carrying this label.")] = None,
+) -> dict:
+    """Returns the same JSON as ``cbir search --json``."""
+    settings = service.settings
+    if k > settings.max_k:
+        raise ApiError(422, f"k is {k}; this server returns at most {settings.max_k} results")
+    if (image is None) == (item_id is None):
+        raise ApiError(422, "send either an image file in the 'image' field or an 'item_id', not both or neither")
+    kinds = [value for value in kind or [] if value] or None
+    label = label or None
+    started = time.perf_counter()
+    if item_id is not None:
+        results = service.search_item(item_id, k, kinds, label)
+        response.headers["Server-Timing"] = _timing(search=time.perf_counter() - started)
+        return {"query": f"item:{item_id}", "results": [hit.to_dict() for hit in results]}
+    upload = read_upload(
+        image.file.read(), image.filename, settings.max_upload_bytes, settings.max_pixels, service.encoder.spec.image_size
+    )
+    decoded = time.perf_counter()
+    vector = service.encode(upload.image)
+    encoded = time.perf_counter()
+    results = service.search_vector(vector, k, kinds, label)
+    response.headers["Server-Timing"] = _timing(
+        decode=decoded - started, encode=encoded - decoded, search=time.perf_counter() - encoded
+    )
+    return {"query": upload.filename, "results": [hit.to_dict() for hit in results]}
+
+
+@router.get("/items/{item_id}", response_model=ItemDetails, responses=ERRORS, summary="One item of the collection")
+def get_item(service: Service, item_id: ItemId) -> ItemDetails:
+    return item_details(service.item(item_id))
+
+
+def _existing_file(item: Item) -> FilePath:
+    path = FilePath(item.uri)
+    if not path.is_file():
+        raise ApiError(404, f"the file of item {item.id} is no longer at {item.uri}; re-index the collection")
+    return path
+
+
+@router.get(
+    "/items/{item_id}/thumbnail",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}}, **ERRORS},
+    summary="A small JPEG of the item's source picture",
+)
+def get_thumbnail(
+    request: Request,
+    service: Service,
+    item_id: ItemId,
+    size: Annotated[int | None, Query(ge=16, description="Longest side in pixels.")] = None,
+) -> Response:
+    settings = service.settings
+    size = size or settings.thumbnail_size
+    if size > settings.max_thumbnail_size:
+        raise ApiError(422, f"size is {size}; thumbnails are at most {settings.max_thumbnail_size} pixels")
+    item = service.item(item_id)
+    path = _existing_file(item)
+    tag = f'"{item.content_hash or item.id}-{size}-{path.stat().st_mtime_ns}"'
+    headers = {"ETag": tag, "Cache-Control": "no-cache"}
+    if request.headers.get("if-none-match") == tag:
+        return Response(status_code=304, headers=headers)
+    try:
+        data = request.app.state.thumbnails.get(path, size)
+    except ImageLoadError as error:
+        raise ApiError(415, f"item {item_id} has no picture to preview ({error})") from None
+    return Response(data, media_type="image/jpeg", headers=headers)
+
+
+@router.get(
+    "/items/{item_id}/file",
+    response_class=FileResponse,
+    responses={200: {"content": {"application/octet-stream": {}}}, **ERRORS},
+    summary="The original file an item comes from",
+)
+def get_file(service: Service, item_id: ItemId) -> FileResponse:
+    path = _existing_file(service.item(item_id))
+    media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    return FileResponse(path, media_type=media_type, filename=path.name, content_disposition_type="inline")
+
+
+@router.get("/info", summary="The collection: counts by kind, encoder, vector spaces; the server's limits")
+def get_info(request: Request, service: Service) -> dict:
+    settings = service.settings
+    details = service.info()
+    details["server"] = {
+        "writable": request.app.state.token is not None,
+        "max_upload_bytes": settings.max_upload_bytes,
+        "max_pixels": settings.max_pixels,
+        "max_k": settings.max_k,
+    }
+    return details
+
+
+@router.post(
+    "/items",
+    response_model=AddResponse,
+    status_code=201,
+    responses={200: {"model": AddResponse, "description": "Already in the collection"}, **WRITE_ERRORS},
+    dependencies=[Depends(require_token)],
+    summary="Upload an image and index it (needs the bearer token)",
+)
+def add_item(
+    service: Service, response: Response, image: Annotated[UploadFile, File(description="The picture to add.")]
+) -> AddResponse:
+    settings = service.settings
+    upload = read_upload(
+        image.file.read(), image.filename, settings.max_upload_bytes, settings.max_pixels, service.encoder.spec.image_size
+    )
+    outcome = service.add_file(store_upload(upload, service.uploads))
+    if not outcome.report.added:
+        response.status_code = 200
+    return AddResponse(added=outcome.report.added, items=[item_details(item) for item in outcome.items])
+
+
+@router.delete(
+    "/items/{item_id}",
+    response_model=RemoveResponse,
+    responses=WRITE_ERRORS,
+    dependencies=[Depends(require_token)],
+    summary="Remove an item from the collection (needs the bearer token)",
+)
+def remove_item(service: Service, item_id: ItemId) -> RemoveResponse:
+    item = service.remove(item_id)
+    return RemoveResponse(removed=item_id, kind=item.kind, uri=item.uri)

@@ -1,0 +1,36 @@
+"""Limits and options of the search server."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """What the server accepts and how it behaves.
+
+    ``refresh_interval`` is how often (seconds) the server checks whether
+    another process changed the collection; ``None`` turns the check off.
+    ``write_wait`` is how long an upload waits for another process's write
+    lock on the collection before giving up with 503.
+    """
+
+    max_upload_bytes: int = 20 * 1024 * 1024
+    max_pixels: int = 50_000_000
+    max_k: int = 200
+    thumbnail_size: int = 256
+    max_thumbnail_size: int = 1024
+    thumbnail_cache_items: int = 2048
+    refresh_interval: float | None = 2.0
+    write_wait: float = 5.0
+    cors_origins: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.max_upload_bytes < 1024:
+            raise ValueError("max_upload_bytes must be at least 1024")
+        if self.max_pixels < 1:
+            raise ValueError("max_pixels must be positive")
+        if self.max_k < 1:
+            raise ValueError("max_k must be at least 1")
+        if not 16 <= self.thumbnail_size <= self.max_thumbnail_size:
+            raise ValueError("thumbnail_size must lie between 16 and max_thumbnail_size")
