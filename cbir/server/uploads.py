@@ -18,7 +18,7 @@ from cbir.server.errors import ApiError
 SUFFIX_OF_FORMAT = {
     "JPEG": ".jpg", "PNG": ".png", "GIF": ".gif", "BMP": ".bmp", "TIFF": ".tif", "WEBP": ".webp", "PPM": ".ppm",
 }
-UNSAFE_NAME_CHARACTERS = re.compile(r"[^A-Za-z0-9._-]+")
+UNSAFE_NAME_CHARACTERS = re.compile(r"[^\w.-]+")
 
 
 @dataclass(frozen=True)
