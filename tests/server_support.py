@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
 import io
+import shutil
 import socket
+import tempfile
 from pathlib import Path
 
 from PIL import Image
@@ -30,9 +33,21 @@ def photos() -> dict[str, Image.Image]:
 
 
 def build_collection(root: Path) -> Path:
-    """Index the photos into ``root/collection`` and add the regions as items; returns the collection path."""
+    """A collection of the photos and regions at ``root/collection``; returns its path.
+
+    The first call indexes; later calls in the same process copy that collection.
+    """
+    path = root / "collection"
+    shutil.copytree(_template(), path)
+    return path
+
+
+@functools.lru_cache(maxsize=1)
+def _template() -> Path:
+    root = Path(tempfile.mkdtemp(prefix="cbir-server-tests-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
     images = root / "images"
-    images.mkdir(parents=True, exist_ok=True)
+    images.mkdir()
     for name in PHOTOS:
         photos()[name].save(images / f"{name}.jpg", quality=90)
     path = root / "collection"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -31,15 +30,15 @@ def collection_path(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def client(collection_path, encoder) -> TestClient:
+def client(collection_path) -> TestClient:
     """A read-only server (no token) with small limits."""
-    return TestClient(create_app(collection_path, settings=SMALL_LIMITS, encoder=encoder))
+    return TestClient(create_app(collection_path, settings=SMALL_LIMITS))
 
 
 @pytest.fixture
-def own_collection(collection_path, tmp_path) -> Path:
+def own_collection(tmp_path) -> Path:
     """A copy of the collection that a test may change."""
-    return Path(shutil.copytree(collection_path, tmp_path / "collection"))
+    return build_collection(tmp_path)
 
 
 def search(client: TestClient, data: bytes | None = None, name: str = "query.jpg", **fields):
@@ -153,7 +152,7 @@ def assert_refused(response, status: int, *words: str) -> None:
 
 def test_oversized_uploads_are_refused(client):
     big = image_bytes((600, 600), "BMP")  # about 1 MB, over the 256 KiB limit
-    assert_refused(search(client, big, name="big.bmp"), 413, "MiB")
+    assert_refused(search(client, big, name="big.bmp"), 413, "limit of 0.25 MiB")
 
     def chunks():  # no Content-Length: the limit is enforced while reading
         yield b"--b\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.bmp\"\r\n\r\n"
@@ -161,7 +160,7 @@ def test_oversized_uploads_are_refused(client):
             yield b"\0" * 16384
 
     streamed = client.post("/search", content=chunks(), headers={"Content-Type": "multipart/form-data; boundary=b"})
-    assert_refused(streamed, 413, "limit")
+    assert_refused(streamed, 413, "limit of 0.25 MiB")
 
 
 def test_too_many_pixels_are_refused_before_decoding(client):
@@ -222,11 +221,11 @@ def test_unknown_routes_and_methods_answer_json(client):
     assert_refused(client.put("/search"), 405, "PUT")
 
 
-def test_cors_is_off_unless_asked_for(client, collection_path, encoder):
+def test_cors_is_off_unless_asked_for(client, collection_path):
     origin = {"Origin": "http://elsewhere.example"}
     assert "access-control-allow-origin" not in client.get("/info", headers=origin).headers
     settings = ServerSettings(refresh_interval=None, cors_origins=("http://elsewhere.example",))
-    allowed = TestClient(create_app(collection_path, settings=settings, encoder=encoder)).get("/info", headers=origin)
+    allowed = TestClient(create_app(collection_path, settings=settings)).get("/info", headers=origin)
     assert allowed.headers["access-control-allow-origin"] == "http://elsewhere.example"
 
 
@@ -239,9 +238,9 @@ def test_writes_are_disabled_without_a_token(client):
 
 
 @pytest.fixture
-def writable(own_collection, encoder) -> TestClient:
+def writable(own_collection) -> TestClient:
     settings = ServerSettings(max_upload_bytes=256 * 1024, refresh_interval=None)
-    return TestClient(create_app(own_collection, token=TOKEN, settings=settings, encoder=encoder))
+    return TestClient(create_app(own_collection, token=TOKEN, settings=settings))
 
 
 def test_upload_index_search_and_delete(writable):
@@ -285,14 +284,14 @@ def test_delete_of_an_indexed_photo_keeps_its_file(writable):
     assert "camera.jpg" not in names(search(writable, query_jpeg("camera"), k=20))
 
 
-def test_changes_by_another_process_are_picked_up(own_collection, tmp_path, encoder):
+def test_changes_by_another_process_are_picked_up(own_collection, tmp_path):
     path = own_collection
-    client = TestClient(create_app(path, settings=ServerSettings(refresh_interval=0), encoder=encoder))
+    client = TestClient(create_app(path, settings=ServerSettings(refresh_interval=0)))
     extra = tmp_path / "more"
     extra.mkdir()
     (extra / "green.png").write_bytes(image_bytes((80, 60), "PNG", colour=(10, 200, 30)))
     assert "green.png" not in names(search(client, (extra / "green.png").read_bytes(), k=20))
-    with Collection.open(path, encoder) as other:  # its own SQLite connection, as `cbir index` would have
+    with Collection.open(path) as other:  # its own SQLite connection, as `cbir index` would have
         other.add([extra])
     assert names(search(client, (extra / "green.png").read_bytes(), k=1)) == ["green.png"]
     assert client.get("/info").json()["items"] == 14
@@ -304,3 +303,9 @@ def test_item_whose_file_is_gone_is_404(writable):
     Path(item["uri"]).unlink()
     assert_refused(writable.get(item["file"]), 404, "no longer at")
     assert_refused(writable.get(item["thumbnail"]), 404, "no longer at")
+
+
+def test_serve_command_explains_a_missing_collection(tmp_path):
+    run = CliRunner().invoke(cli, ["serve", "--collection", str(tmp_path / "nothing")])
+    assert run.exit_code == 2
+    assert "no collection at" in run.output

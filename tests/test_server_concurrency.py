@@ -22,9 +22,9 @@ QUERIES = ("cat", "astronaut", "rocket")
 
 
 @pytest.fixture(scope="module")
-def base_url(tmp_path_factory, encoder):
+def base_url(tmp_path_factory):
     collection = build_collection(tmp_path_factory.mktemp("concurrency"))
-    app = create_app(collection, token=TOKEN, settings=ServerSettings(refresh_interval=None), encoder=encoder)
+    app = create_app(collection, token=TOKEN, settings=ServerSettings(refresh_interval=None))
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)

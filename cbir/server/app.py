@@ -12,7 +12,6 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 import cbir
-from cbir.encoders.encoder import Encoder
 from cbir.server.errors import install_error_handlers
 from cbir.server.middleware import BodySizeLimit, SecurityHeaders
 from cbir.server.routes import router
@@ -21,7 +20,6 @@ from cbir.server.settings import ServerSettings
 from cbir.server.thumbnails import ThumbnailCache
 
 STATIC = Path(__file__).with_name("static")
-MULTIPART_OVERHEAD = 64 * 1024
 
 
 def create_app(
@@ -29,7 +27,6 @@ def create_app(
     token: str | None = None,
     settings: ServerSettings | None = None,
     routers: Sequence[APIRouter] = (),
-    encoder: Encoder | None = None,
 ) -> FastAPI:
     """An app serving the collection at ``collection_path``; its model is loaded here, once.
 
@@ -37,11 +34,10 @@ def create_app(
     authentication); without it they answer 403. ``routers`` are included
     beside the built-in ones: they reach the collection through
     ``cbir.server.routes.get_service`` and can guard changes with
-    ``cbir.server.auth.require_token``. ``encoder``, an already loaded model
-    matching the collection's, is used instead of loading one.
+    ``cbir.server.auth.require_token``.
     """
     settings = settings or ServerSettings()
-    service = CollectionService(collection_path, settings, encoder)
+    service = CollectionService(collection_path, settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -71,7 +67,7 @@ def create_app(
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
-    app.add_middleware(BodySizeLimit, limit=settings.max_upload_bytes + MULTIPART_OVERHEAD)
+    app.add_middleware(BodySizeLimit, upload_limit=settings.max_upload_bytes)
     app.add_middleware(SecurityHeaders)
     if settings.cors_origins:
         app.add_middleware(

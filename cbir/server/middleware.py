@@ -15,15 +15,20 @@ CONTENT_SECURITY_POLICY = (
 
 
 def too_large_message(limit: int) -> str:
-    return f"the request body is larger than the limit of {limit / 1048576:.1f} MiB; send a smaller image"
+    return f"the request body is larger than the limit of {limit / 1048576:g} MiB; send a smaller image"
 
 
 class BodySizeLimit:
-    """Refuse request bodies over ``limit`` bytes with 413, before they are read when the size is declared."""
+    """Refuse request bodies over ``upload_limit`` bytes (plus ``overhead`` for the form around the file) with 413.
 
-    def __init__(self, app: ASGIApp, limit: int):
+    A declared Content-Length is checked before anything is read; a body
+    without one is counted while it is read.
+    """
+
+    def __init__(self, app: ASGIApp, upload_limit: int, overhead: int = 64 * 1024):
         self.app = app
-        self.limit = limit
+        self.upload_limit = upload_limit
+        self.limit = upload_limit + overhead
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -31,7 +36,7 @@ class BodySizeLimit:
             return
         declared = Headers(scope=scope).get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            body = json.dumps({"detail": too_large_message(self.limit)}).encode()
+            body = json.dumps({"detail": too_large_message(self.upload_limit)}).encode()
             await send(
                 {
                     "type": "http.response.start",
@@ -50,7 +55,7 @@ class BodySizeLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.limit:
-                    raise HTTPException(413, too_large_message(self.limit))
+                    raise HTTPException(413, too_large_message(self.upload_limit))
             return message
 
         await self.app(scope, limited_receive, send)

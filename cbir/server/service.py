@@ -7,6 +7,10 @@ searches and look-ups share it, adding and removing items take it alone.
 The encoder runs outside that lock (one forward pass at a time, each using
 every core), so encoding a query never holds up other searches.
 
+OpenMP thread counts are per calling thread, and torch and FAISS end up
+sharing one OpenMP runtime, so each operation sets its own before running:
+all cores for the CNN, ``settings.search_threads`` for a FAISS search.
+
 When another process (``cbir index``) changes the collection, SQLite's
 ``data_version`` moves; the service then opens the collection afresh beside
 the one in use and swaps it in, so searches see the new items without a
@@ -23,7 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
+import faiss
 import numpy as np
+import torch
 from filelock import Timeout
 from PIL import Image
 
@@ -68,13 +74,14 @@ def _ready(collection: Collection) -> Collection:
 class CollectionService:
     """The server's single way into its collection: safe for concurrent requests."""
 
-    def __init__(self, path: str | Path, settings: ServerSettings | None = None, encoder: Encoder | None = None):
+    def __init__(self, path: str | Path, settings: ServerSettings | None = None):
         self.path = Path(path).resolve()
         self.settings = settings or ServerSettings()
-        collection = Collection.open(self.path, encoder)
+        collection = Collection.open(self.path)
         self._data_version = _data_version(collection)
         self._collection = _ready(collection)
         self.encoder: Encoder = collection.encoder
+        self._model_threads = torch.get_num_threads()
         self._lock = ReadWriteLock()
         self._encoding = threading.Lock()
         self._changing = threading.Lock()
@@ -93,6 +100,7 @@ class CollectionService:
     def encode(self, image: Image.Image) -> np.ndarray:
         """The raw descriptor of a query picture."""
         with self._encoding:
+            torch.set_num_threads(self._model_threads)
             return self.encoder.encode_images([image])[0]
 
     def search_vector(
@@ -100,12 +108,14 @@ class CollectionService:
     ) -> list[SearchResult]:
         """Ranked items for one raw descriptor."""
         self.refresh_if_changed()
+        faiss.omp_set_num_threads(self.settings.search_threads)
         with self._lock.read():
             return self._collection.search_vectors(vector[None], k, kinds, label, space)[0]
 
     def search_item(self, item_id: int, k: int, kinds: Sequence[str] | None = None, label: str | None = None) -> list[SearchResult]:
         """Ranked items for a stored item, compared within its own vector space."""
         self.refresh_if_changed()
+        faiss.omp_set_num_threads(self.settings.search_threads)
         with self._lock.read():
             collection = self._collection
             space = collection.catalog.item_space(item_id)
@@ -152,6 +162,7 @@ class CollectionService:
         """Index one file of the collection's upload folder."""
         self.refresh_if_changed()
         with self._changing_collection() as collection:
+            torch.set_num_threads(self._model_threads)
             try:
                 report = collection.add([path])
             except CollectionError as error:
@@ -178,13 +189,6 @@ class CollectionService:
         return item
 
     # following changes made by other processes --------------------------------
-    def _reopen(self) -> Collection:
-        """The collection opened again, keeping the loaded encoder unless the collection now uses another."""
-        try:
-            return Collection.open(self.path, self.encoder)
-        except CollectionError:
-            return Collection.open(self.path)
-
     def refresh_if_changed(self) -> bool:
         """Swap in a freshly opened collection when another process committed changes; returns whether it did.
 
@@ -204,7 +208,7 @@ class CollectionService:
             if unchanged:
                 return False
             try:
-                fresh = self._reopen()
+                fresh = Collection.open(self.path)
                 version = _data_version(fresh)
                 _ready(fresh)
                 encoder = fresh.encoder

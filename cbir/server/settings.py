@@ -12,7 +12,9 @@ class ServerSettings:
     ``refresh_interval`` is how often (seconds) the server checks whether
     another process changed the collection; ``None`` turns the check off.
     ``write_wait`` is how long an upload waits for another process's write
-    lock on the collection before giving up with 503.
+    lock on the collection before giving up with 503. ``search_threads`` is
+    how many OpenMP threads one FAISS search may use: one serves concurrent
+    requests far better than several contending for each small search.
     """
 
     max_upload_bytes: int = 20 * 1024 * 1024
@@ -23,6 +25,7 @@ class ServerSettings:
     thumbnail_cache_items: int = 2048
     refresh_interval: float | None = 2.0
     write_wait: float = 5.0
+    search_threads: int = 1
     cors_origins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -32,5 +35,7 @@ class ServerSettings:
             raise ValueError("max_pixels must be positive")
         if self.max_k < 1:
             raise ValueError("max_k must be at least 1")
+        if self.search_threads < 1:
+            raise ValueError("search_threads must be at least 1")
         if not 16 <= self.thumbnail_size <= self.max_thumbnail_size:
             raise ValueError("thumbnail_size must lie between 16 and max_thumbnail_size")

@@ -54,7 +54,7 @@ def read_upload(
 ) -> Upload:
     """Check and decode uploaded bytes into an upright RGB picture (JPEGs shrink in decoding to ``min_side``)."""
     if len(data) > max_bytes:
-        raise ApiError(413, f"the upload is {len(data) / 1048576:.1f} MiB; this server accepts at most {max_bytes / 1048576:.1f} MiB")
+        raise ApiError(413, f"the upload is {len(data) / 1048576:.1f} MiB; this server accepts at most {max_bytes / 1048576:g} MiB")
     image_format, _, _ = probe(data, max_pixels)
     try:
         image = load_image(data, min_side=min_side, max_pixels=max_pixels)
