@@ -18,6 +18,7 @@ demo: setup
 	$(VENV)/bin/cbir demo --out demo-output
 
 test: setup
+	bash scripts/install-chromium.sh
 	$(PY) -m pytest -q --timeout=900
 
 clean:
