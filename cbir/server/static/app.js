@@ -269,7 +269,9 @@ function render(results, milliseconds) {
   elements.grid.replaceChildren(...results.map(card));
   describeResults();
   elements.status.textContent = `${results.length} result${results.length === 1 ? "" : "s"} · ${Math.round(milliseconds)} ms`;
-  if (!results.length) showMessage("No item passes the filters. Clear the kind or label filter to see more.");
+  if (results.length) return;
+  const filtered = elements.kind.value || elements.label.value.trim();
+  showMessage(filtered ? "No item passes the filters. Clear the kind or label filter to see more." : "The collection has no items to compare with yet.");
 }
 
 // --- events ----------------------------------------------------------------------
