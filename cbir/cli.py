@@ -116,12 +116,11 @@ def search(
 ) -> None:
     """Find the items most similar to IMAGE."""
     with user_errors(), Collection.open(collection) as store:
-        query = load_image(image)
-        results = store.search(query, k=k, kinds=kind, label=label)
+        results = store.search(image, k=k, kinds=kind, label=label)
         if grid is not None:
             from cbir.visualize import result_grid
 
-            result_grid(query, results, grid)
+            result_grid(load_image(image), results, grid)
     if as_json:
         typer.echo(json.dumps({"query": str(image), "results": [r.to_dict() for r in results]}, indent=2))
     else:

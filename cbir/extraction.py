@@ -69,7 +69,7 @@ class _FileDataset(Dataset):
         except ImageLoadError as error:
             return Decoded(index, digest, error=str(error))
         tensor = image_to_tensor(image, resized_size(*image.size, self.short_side, self.max_aspect), self.input_config)
-        return Decoded(index, digest, tensor, image.width, image.height)
+        return Decoded(index, digest, tensor, *image.info["original_size"])
 
 
 def _keep_list(batch: list[Decoded]) -> list[Decoded]:

@@ -173,3 +173,13 @@ def test_catalog_rows_are_typed_items(collection):
     kind, uri, content_hash, labels, metadata = rows[0]
     assert kind == "image" and uri.endswith(".jpg") and len(content_hash) == 40
     assert labels == "[]" and '"width": 160' in metadata
+
+
+def test_search_by_item_id_and_ids_are_never_reused(collection, image_folder):
+    first = collection.search(image_folder / "img_0006.jpg", k=1)[0]
+    assert collection.search(first.item_id, k=1)[0].item_id == first.item_id
+    highest = int(collection.catalog.item_ids("image").max())
+    collection.remove_items([highest])
+    pattern_image(4242).save(image_folder / "new.jpg")
+    collection.add([image_folder], workers=0)
+    assert int(collection.catalog.item_ids("image").max()) > highest

@@ -26,6 +26,7 @@ def test_draft_mode_shrinks_large_jpegs_but_keeps_the_short_side():
     image = load_image(data, min_side=224)
     assert 224 <= min(image.size) < 1500
     assert image.size[0] / image.size[1] == pytest.approx(2000 / 1500, rel=0.01)
+    assert image.info["original_size"] == (2000, 1500)
 
 
 @pytest.mark.parametrize(
@@ -66,6 +67,7 @@ def test_exif_rotation_is_applied():
     exif[0x0112] = 6  # rotate 90 degrees clockwise to display
     upright = load_image(_jpeg_bytes(image, exif=exif.tobytes()))
     assert upright.size == (100, 200)
+    assert upright.info["original_size"] == (100, 200)
 
 
 def test_cmyk_becomes_rgb():

@@ -421,12 +421,16 @@ class Collection:
         label: str | None = None,
         space: str = IMAGE_SPACE,
     ) -> list[SearchResult]:
-        """Rank items by similarity to an image, a raw descriptor, or a stored item (by id)."""
+        """Rank items by similarity to an image, a raw descriptor, or a stored item (by id).
+
+        A stored item is compared within its own space.
+        """
         if isinstance(query, (int, np.integer)):
             stored = self.catalog.get_items([int(query)], with_vectors=True)
             if not stored:
                 raise CollectionError(f"no item with id {query}")
             vector = stored[int(query)].vector
+            space = self.catalog.item_space(int(query))
         elif isinstance(query, np.ndarray):
             vector = query.astype(np.float32)
         else:

@@ -41,7 +41,8 @@ def load_image(
     """Open a file, its bytes, or a PIL image as an upright 8-bit RGB image.
 
     ``min_side`` lets JPEG decoding shrink by 2/4/8 while keeping the short
-    side at least that long. Raises ``ImageLoadError`` with a reason.
+    side at least that long; ``info["original_size"]`` keeps the upright
+    full-resolution (width, height). Raises ``ImageLoadError`` with a reason.
     """
     if isinstance(source, Image.Image):
         return to_rgb(ImageOps.exif_transpose(source))
@@ -67,7 +68,7 @@ def load_image(
                     scale = min_side / min(width, height)
                     image.draft("RGB", (max(1, round(width * scale)), max(1, round(height * scale))))
                 image.load()
-                return to_rgb(ImageOps.exif_transpose(image))
+                upright = to_rgb(ImageOps.exif_transpose(image))
     except ImageLoadError:
         raise
     except UnidentifiedImageError:
@@ -76,6 +77,9 @@ def load_image(
         raise ImageLoadError(f"decompression bomb: {error}") from None
     except (OSError, SyntaxError, ValueError, EOFError) as error:
         raise ImageLoadError(f"corrupt or truncated image: {error}") from None
+    turned = (upright.width > upright.height) != (width > height)
+    upright.info["original_size"] = (height, width) if turned else (width, height)
+    return upright
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
