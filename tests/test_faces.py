@@ -143,13 +143,16 @@ def test_cnn_detector_agrees_with_hog():
     assert len(faces) == 1 and _iou(faces[0].box, (76, 76, 166, 167)) > 0.5
 
 
-def test_flip_averaging_gives_a_different_unit_vector(analyzer):
-    flipped = FaceAnalyzer(FaceSpec(flip=True))
-    plain_vector = analyzer.scan(hopper()).faces[0].vector
-    flip_vector = flipped.scan(hopper()).faces[0].vector
-    assert abs(np.linalg.norm(flip_vector) - 1) < 1e-5
-    assert 0.98 < plain_vector @ flip_vector < 0.99999
-    assert flipped.encoder.record() != analyzer.encoder.record()
+def test_test_time_views_change_the_vector_and_the_space(analyzer):
+    single = FaceAnalyzer(FaceSpec(tta="none"))
+    jitter = FaceAnalyzer(FaceSpec(tta="jitter"))
+    vectors = [a.scan(hopper()).faces[0].vector for a in (single, analyzer, jitter)]
+    for vector in vectors:
+        assert abs(np.linalg.norm(vector) - 1) < 1e-5
+    assert 0.98 < vectors[0] @ vectors[1] < 0.99999 and 0.98 < vectors[1] @ vectors[2] < 0.99999
+    assert analyzer.space_record()["tta"] == "flip" and jitter.space_record()["tta"] == "jitter"
+    with pytest.raises(FaceError, match="unknown test-time augmentation"):
+        FaceAnalyzer(FaceSpec(tta="magic"))
 
 
 def test_unknown_detector_is_a_clear_error():

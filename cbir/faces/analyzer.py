@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cbir.faces.alignment import aligned_chips, landmark_points, landmarks
+from cbir.faces.alignment import aligned_chips, landmark_points, landmarks, tta_views
 from cbir.faces.detection import Detection, FaceDetector, make_detector
-from cbir.faces.encoders import DlibResNetEncoder, FaceEncoder
+from cbir.faces.encoders import DlibResNetEncoder, FaceEncoder, l2_normalise
 from cbir.io.images import load_image
 
 Box = tuple[float, float, float, float]
@@ -25,6 +25,7 @@ Box = tuple[float, float, float, float]
 # fraction of the short side (the face of a 250 x 250 LFW photo spans about 110 px).
 CROP_FACE_FRACTION = 0.45
 SMALL_PHOTO = 400
+DEFAULT_TTA = "flip"
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class FaceSpec:
     min_face: int = 20
     max_side: int = 2000
     max_faces: int = 100
-    flip: bool = False
+    tta: str | None = None  # test-time views: none, flip, jitter (None: the collection's, else DEFAULT_TTA)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -57,7 +58,11 @@ class Face:
     score: float
     landmarks: list[list[float]]
     vector: np.ndarray
-    assumed: bool = False
+    detector: str = ""  # which detector found it, or "assumed" for the centre of a face photo
+
+    @property
+    def assumed(self) -> bool:
+        return self.detector == "assumed"
 
     @property
     def area(self) -> float:
@@ -65,10 +70,8 @@ class Face:
         return max(right - left, 0.0) * max(bottom - top, 0.0)
 
     def metadata(self) -> dict:
-        data = {"score": round(self.score, 4), "landmarks": [[round(x, 1), round(y, 1)] for x, y in self.landmarks]}
-        if self.assumed:
-            data["assumed_box"] = True
-        return data
+        landmarks = [[round(x, 1), round(y, 1)] for x, y in self.landmarks]
+        return {"score": round(self.score, 4), "detector": self.detector, "landmarks": landmarks}
 
 
 @dataclass
@@ -103,7 +106,9 @@ class FaceAnalyzer:
 
     def __init__(self, spec: FaceSpec | None = None, encoder: FaceEncoder | None = None, detector: FaceDetector | None = None):
         self.spec = spec or FaceSpec()
-        self.encoder = encoder or DlibResNetEncoder(flip=self.spec.flip)
+        self.encoder = encoder or DlibResNetEncoder()
+        self.tta = self.spec.tta or DEFAULT_TTA
+        self.views = tta_views(self.tta)
         self.detector = detector or make_detector(
             self.spec.detector, self.spec.upsample, self.spec.detector_model, self.spec.detector_threshold
         )
@@ -133,14 +138,25 @@ class FaceAnalyzer:
             search = np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0))
         found = (detector or self.detector).detect(search)
         if scale < 1.0:
-            found = [Detection(tuple(v / scale for v in d.box), d.score) for d in found]
+            found = [Detection(tuple(v / scale for v in d.box), d.score, d.detector) for d in found]
         return found
 
-    def encode_boxes(self, pixels: np.ndarray, boxes: list[Box]) -> tuple[list, np.ndarray]:
-        """(landmark shapes, descriptors) of the faces in ``boxes``."""
+    def view_vectors(self, pixels: np.ndarray, boxes: list[Box]) -> tuple[list, np.ndarray]:
+        """(landmark shapes, descriptors of every test-time view: faces x views x dim) of the faces in ``boxes``."""
+        if not boxes:
+            return [], np.zeros((0, len(self.views), self.encoder.dim), dtype=np.float32)
         shapes = landmarks(pixels, boxes)
-        chips = aligned_chips(pixels, shapes, self.encoder.chip_size, self.encoder.padding)
-        return shapes, self.encoder.encode(chips)
+        chips = aligned_chips(pixels, shapes, self.encoder.chip_size, self.encoder.padding, self.views)
+        return shapes, self.encoder.encode(chips).reshape(len(shapes), len(self.views), -1)
+
+    def encode_boxes(self, pixels: np.ndarray, boxes: list[Box]) -> tuple[list, np.ndarray]:
+        """(landmark shapes, descriptors) of the faces in ``boxes``: the mean of their views, L2-normalised."""
+        shapes, vectors = self.view_vectors(pixels, boxes)
+        return shapes, l2_normalise(vectors.mean(axis=1))
+
+    def space_record(self) -> dict:
+        """What the vectors of this analyzer are comparable with: the encoder and the test-time views."""
+        return {**self.encoder.record(), "tta": self.tta}
 
     def scan(self, image: str | Path | bytes | Image.Image | np.ndarray) -> FaceScan:
         """Every face of an image, largest first."""
@@ -153,7 +169,7 @@ class FaceAnalyzer:
         kept = kept[: self.spec.max_faces]
         shapes, vectors = self.encode_boxes(pixels, [d.box for d in kept])
         scan.faces = [
-            Face(_clip(d.box, width, height), d.score, landmark_points(shape), vector)
+            Face(_clip(d.box, width, height), d.score, landmark_points(shape), vector, d.detector)
             for d, shape, vector in zip(kept, shapes, vectors)
         ]
         return scan
@@ -168,19 +184,24 @@ class FaceAnalyzer:
         aligned and encoded, so such a photo is never dropped.
         """
         pixels = self.pixels(image)
+        detection = self.locate_main_face(pixels, face_crop)
+        if detection is None:
+            return None
+        height, width = pixels.shape[:2]
+        shapes, vectors = self.encode_boxes(pixels, [detection.box])
+        return Face(_clip(detection.box, width, height), detection.score, landmark_points(shapes[0]), vectors[0], detection.detector)
+
+    def locate_main_face(self, pixels: np.ndarray, face_crop: bool = False) -> Detection | None:
+        """The face ``main_face`` encodes (its detector is ``assumed`` for the centre of a face photo)."""
         height, width = pixels.shape[:2]
         found = self._usable(self.detect(pixels), width, height, face_crop)
         if not found and face_crop and self.spec.detector != "cnn":
             found = self._usable(self.detect(pixels, self._second_detector(pixels)), width, height, face_crop)
         if found:
-            best = max(found, key=lambda d: d.size)
-            box, score, assumed = best.box, best.score, False
-        elif face_crop:
-            box, score, assumed = central_box(width, height, CROP_FACE_FRACTION), 0.0, True
-        else:
-            return None
-        shapes, vectors = self.encode_boxes(pixels, [box])
-        return Face(_clip(box, width, height), score, landmark_points(shapes[0]), vectors[0], assumed)
+            return max(found, key=lambda d: d.size)
+        if face_crop:
+            return Detection(central_box(width, height, CROP_FACE_FRACTION), 0.0, "assumed")
+        return None
 
     def _usable(self, found: list[Detection], width: int, height: int, covering_centre: bool) -> list[Detection]:
         found = [d for d in found if d.size >= self.spec.min_face]

@@ -43,7 +43,7 @@ class LabeledFaces:
     vectors: np.ndarray
     labels: list[str]
     paths: list[Path]
-    assumed: list[bool]
+    detectors: list[str]  # which detector found each face ("assumed": the centre of the photo)
     skipped: list[tuple[Path, str]] = field(default_factory=list)
 
 
@@ -76,7 +76,7 @@ def labeled_face_descriptors(
     """
     analyzer = analyzer or FaceAnalyzer()
     paths, labels = labeled_images(root)
-    vectors, kept_labels, kept_paths, assumed, skipped = [], [], [], [], []
+    vectors, kept_labels, kept_paths, detectors, skipped = [], [], [], [], []
     done = 0
     for batch in scan_files(analyzer, paths, workers=workers, main_only=True, face_crop=face_crop):
         for entry in batch:
@@ -90,9 +90,9 @@ def labeled_face_descriptors(
                 vectors.append(face.vector)
                 kept_labels.append(labels[entry.index])
                 kept_paths.append(path)
-                assumed.append(face.assumed)
+                detectors.append(face.detector)
         done += len(batch)
         if progress is not None:
             progress(done, len(paths))
     matrix = np.stack(vectors) if vectors else np.zeros((0, analyzer.encoder.dim), dtype=np.float32)
-    return LabeledFaces(matrix, kept_labels, kept_paths, assumed, skipped)
+    return LabeledFaces(matrix, kept_labels, kept_paths, detectors, skipped)

@@ -19,10 +19,11 @@ DETECTORS = ("hog", "cnn", "yunet")
 
 @dataclass
 class Detection:
-    """A face box ``(left, top, right, bottom)`` with the detector's confidence."""
+    """A face box ``(left, top, right, bottom)`` with the detector's confidence and name."""
 
     box: tuple[float, float, float, float]
     score: float
+    detector: str = ""
 
     @property
     def size(self) -> float:
@@ -50,7 +51,7 @@ class HogDetector:
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         rects, scores, _ = hog_detector().run(image, self.upsample, self.threshold)
-        found = [Detection((r.left(), r.top(), r.right() + 1, r.bottom() + 1), float(s)) for r, s in zip(rects, scores)]
+        found = [Detection((r.left(), r.top(), r.right() + 1, r.bottom() + 1), float(s), "hog") for r, s in zip(rects, scores)]
         return sorted(found, key=lambda d: -d.score)
 
     def record(self) -> dict:
@@ -66,7 +67,7 @@ class CnnDetector:
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         found = [
-            Detection((d.rect.left(), d.rect.top(), d.rect.right() + 1, d.rect.bottom() + 1), float(d.confidence))
+            Detection((d.rect.left(), d.rect.top(), d.rect.right() + 1, d.rect.bottom() + 1), float(d.confidence), "cnn")
             for d in mmod_detector()(image, self.upsample)
             if d.confidence >= self.threshold
         ]
@@ -114,7 +115,7 @@ class YuNetDetector:
         found = []
         for row in rows:
             x, y, w, h = (float(v) / scale for v in row[:4])
-            found.append(Detection((x, y, x + w, y + h), float(row[-1])))
+            found.append(Detection((x, y, x + w, y + h), float(row[-1]), "yunet"))
         return sorted(found, key=lambda d: -d.score)
 
     def record(self) -> dict:

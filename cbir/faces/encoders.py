@@ -35,32 +35,24 @@ def l2_normalise(vectors: np.ndarray) -> np.ndarray:
 
 
 class DlibResNetEncoder:
-    """dlib's face ResNet; ``flip`` averages each chip with its mirror image."""
+    """dlib's face ResNet (``dlib_face_recognition_resnet_model_v1``)."""
 
     dim = 128
     chip_size = 150
     padding = 0.25
 
-    def __init__(self, flip: bool = False):
-        self.flip = flip
-
     def encode(self, chips: list[np.ndarray]) -> np.ndarray:
         if not chips:
             return np.zeros((0, self.dim), dtype=np.float32)
-        network = recognition_model()
         batch = [np.ascontiguousarray(chip, dtype=np.uint8) for chip in chips]
-        vectors = np.asarray(network.compute_face_descriptor(batch), dtype=np.float32)
-        if self.flip:
-            mirrored = [np.ascontiguousarray(chip[:, ::-1]) for chip in batch]
-            vectors = l2_normalise(vectors) + l2_normalise(np.asarray(network.compute_face_descriptor(mirrored), dtype=np.float32))
-        return l2_normalise(vectors)
+        return l2_normalise(np.asarray(recognition_model().compute_face_descriptor(batch), dtype=np.float32))
 
     def record(self) -> dict:
-        return {"type": "dlib_resnet_v1", "dim": self.dim, "chip_size": self.chip_size, "padding": self.padding, "flip": self.flip}
+        return {"type": "dlib_resnet_v1", "dim": self.dim, "chip_size": self.chip_size, "padding": self.padding}
 
 
 FACE_ENCODERS: dict[str, Callable[[dict], FaceEncoder]] = {
-    "dlib_resnet_v1": lambda record: DlibResNetEncoder(flip=bool(record.get("flip", False))),
+    "dlib_resnet_v1": lambda record: DlibResNetEncoder(),
 }
 
 

@@ -8,7 +8,7 @@ and removing a person removes exactly their faces.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
@@ -153,6 +153,18 @@ class EnrolmentPipeline:
         self.faces += 1
 
 
+def collection_analyzer(collection: Collection, spec: FaceSpec | None = None) -> FaceAnalyzer:
+    """A face analyzer whose vectors match the collection's face space (its encoder and test-time views)."""
+    space = collection.manifest.spaces.get(FACE_SPACE)
+    spec = spec or FaceSpec()
+    if space is None:
+        return FaceAnalyzer(spec)
+    stored_tta = space.encoder.get("tta")
+    if spec.tta is not None and spec.tta != stored_tta:
+        raise FaceError(f"the faces of {collection.path} were encoded with --tta {stored_tta}, not {spec.tta}: omit --tta")
+    return FaceAnalyzer(replace(spec, tta=stored_tta), face_encoder_from_record(space.encoder))
+
+
 def best_matches(queries: np.ndarray, gallery: np.ndarray, names: Sequence[str]) -> tuple[list[str | None], np.ndarray]:
     """For each query vector, the enrolled person with the most similar face and that similarity."""
     if not len(gallery) or not len(queries):
@@ -170,13 +182,10 @@ class People:
 
     def __init__(self, collection: Collection, spec: FaceSpec | None = None, analyzer: FaceAnalyzer | None = None):
         self.collection = collection
+        self.analyzer = analyzer or collection_analyzer(collection, spec)
         space = collection.manifest.spaces.get(FACE_SPACE)
-        if analyzer is None:
-            encoder = face_encoder_from_record(space.encoder) if space is not None else None
-            analyzer = FaceAnalyzer(spec, encoder)
-        elif space is not None and analyzer.encoder.record() != space.encoder:
-            raise FaceError(f"the face space of {collection.path} was built with {space.encoder}, not {analyzer.encoder.record()}")
-        self.analyzer = analyzer
+        if space is not None and self.analyzer.space_record() != space.encoder:
+            raise FaceError(f"the face space of {collection.path} was built with {space.encoder}, not {self.analyzer.space_record()}")
         self._gallery: tuple[np.ndarray, list[str]] | None = None
 
     # people --------------------------------------------------------------------
@@ -229,7 +238,7 @@ class People:
     def calibration(self) -> Calibration | None:
         """The stored calibration, when it was made with this collection's face encoder."""
         stored = Calibration.load(self.collection.path)
-        if stored is None or stored.encoder != self.analyzer.encoder.record():
+        if stored is None or stored.encoder != self.analyzer.space_record():
             return None
         return stored
 
@@ -273,7 +282,7 @@ class People:
         threshold, far, tar = threshold_for_far(scores, same, target_far)
         calibration = Calibration(
             threshold, target_far, far, tar, int((same & valid).sum()), int((~same & valid).sum()), source,
-            self.analyzer.encoder.record(),
+            self.analyzer.space_record(),
         )
         calibration.save(self.collection.path)
         return calibration

@@ -44,7 +44,7 @@ class FaceCounts:
 
 def face_space_record(analyzer: FaceAnalyzer) -> tuple[dict, int]:
     """(encoder record, dimension) of the face space ``analyzer`` fills."""
-    return analyzer.encoder.record(), analyzer.encoder.dim
+    return analyzer.space_record(), analyzer.encoder.dim
 
 
 class FacePipeline:
