@@ -8,8 +8,6 @@ sample (as people nobody enrolled); every picture is built here.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +25,7 @@ from cbir.faces.annotate import KNOWN, UNKNOWN, annotate_faces  # noqa: E402
 from cbir.faces.calibration import Calibration, labeled_pair_scores, threshold_for_far  # noqa: E402
 from cbir.faces.models import FaceError  # noqa: E402
 from cbir.faces.people import best_matches  # noqa: E402
-from tests.conftest import pattern_image  # noqa: E402
+from tests.conftest import pattern_image, shared_data  # noqa: E402
 
 # scikit-image's LFW sample faces least like either packaged person (checked once; any face
 # far below the threshold would do).
@@ -408,11 +406,8 @@ def test_cli_index_and_search_by_face(tmp_path, photos):
     for name in ("group", "empty", "astronaut"):
         (album / photos[name].name).write_bytes(photos[name].read_bytes())
     collection = str(tmp_path / "c")
-    indexed = subprocess.run(
-        [sys.executable, "-m", "cbir.cli", "index", str(album), "--faces", "-c", collection, "--json"],
-        capture_output=True, text=True, timeout=300,
-    )
-    assert indexed.returncode == 0, indexed.stderr
+    indexed = CliRunner().invoke(app, ["index", str(album), "--faces", "-c", collection, "--json"])
+    assert indexed.exit_code == 0, indexed.output
     report = json.loads(indexed.stdout)
     assert report["added"] == 3 and report["faces"] == {"photos": 3, "faces": 6, "without_face": 1, "too_small": 0, "over_limit": 0}
     grid = tmp_path / "grid.png"
@@ -425,3 +420,43 @@ def test_cli_index_and_search_by_face(tmp_path, photos):
     assert results[0]["score"] > 0.95 and results[1]["score"] < 0.93 and grid.is_file()
     empty = CliRunner().invoke(app, ["search", str(photos["empty"]), "--faces", "-c", collection])
     assert empty.exit_code == 2 and "no face found" in empty.output
+
+
+# benchmark data (skipped where ../shared/data is absent) ---------------------------------------
+def test_yunet_detector_agrees_with_hog(analyzer):
+
+    model = shared_data("weights/yunet_face_detector")
+    yunet = FaceAnalyzer(FaceSpec(detector="yunet", detector_model=str(model)))
+    faces = yunet.scan(astronaut()).faces
+    assert len(faces) == 1 and faces[0].detector == "yunet"
+    assert _iou(faces[0].box, analyzer.scan(astronaut()).faces[0].box) > 0.4
+    assert faces[0].vector @ analyzer.scan(astronaut()).faces[0].vector > 0.95
+    assert yunet.scan(pattern_image(2, (300, 200))).faces == []
+
+
+def test_lfw_pairs_sample(analyzer):
+    from cbir.evaluation.pairs import read_pairs, score_pairs
+    from cbir.faces.calibration import DEFAULT_THRESHOLD
+
+    folder = shared_data("lfw_dev")
+    pairs = read_pairs(folder / "pairs.txt", folder / "lfw-deepfunneled")
+    sample = pairs[:8] + pairs[300:308]
+    scores, failed = score_pairs(sample, face_embedder(analyzer))
+    assert not failed
+    correct = (scores >= DEFAULT_THRESHOLD) == np.array([p.same for p in sample])
+    assert correct.all(), [(p.first.name, p.second.name, s) for p, s, ok in zip(sample, scores, correct) if not ok]
+
+
+def test_orl_identification_sample(tmp_path):
+
+    folder = shared_data("orl_faces") / "orl_faces"
+    with Collection.create(tmp_path / "c") as store:
+        people = People(store)
+        for person in ("s1", "s7", "s13", "s24", "s38"):
+            report = people.enroll(person, [folder / person / f"{n}.pgm" for n in (1, 2, 3)], face_crop=True)
+            assert report.faces == 3
+        for person in ("s1", "s7", "s13", "s24", "s38"):
+            for number in (8, 9):
+                face = people.analyzer.main_face(folder / person / f"{number}.pgm", face_crop=True)
+                names, similarities = best_matches(face.vector[None], *people.gallery())
+                assert names[0] == person and similarities[0] >= people.threshold().similarity

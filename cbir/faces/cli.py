@@ -219,7 +219,7 @@ def verify(
             with Collection.open(collection) as store:
                 result = People(store, spec).verify(first, second, threshold, crops)
         else:
-            in_force = Threshold(threshold, "given on the command line") if threshold is not None else Threshold(DEFAULT_THRESHOLD, DEFAULT_SOURCE)
+            in_force = Threshold(threshold, "given explicitly") if threshold is not None else Threshold(DEFAULT_THRESHOLD, DEFAULT_SOURCE)
             result = verify_faces(FaceAnalyzer(spec), first, second, in_force, crops)
     if as_json:
         typer.echo(json.dumps({"first": str(first), "second": str(second), **result.to_dict()}, indent=2))

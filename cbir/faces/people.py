@@ -144,7 +144,7 @@ class EnrolmentPipeline:
     def _enrol(self, result: SourceResult, scan: FaceScan, path: Path) -> None:
         if not scan.faces:
             small = f" ({scan.too_small} too small)" if scan.too_small else ""
-            result.error = f"no face found{small}: enrol a photo with the face visible and at least 40 px wide, or use --crops"
+            result.error = f"no face found{small}: use a photo where the face is visible and at least 40 px wide, or enrol it as a face photo (--crops)"
             return
         if len(scan.faces) > 1:
             self.notes.append((str(path), f"{len(scan.faces)} faces: enrolled the largest"))
@@ -245,7 +245,7 @@ class People:
     def threshold(self, override: float | None = None) -> Threshold:
         """The similarity threshold in force: an explicit one, the calibrated one, or the default."""
         if override is not None:
-            return Threshold(override, "given on the command line")
+            return Threshold(override, "given explicitly")
         stored = self.calibration()
         if stored is not None:
             return Threshold(stored.threshold, f"calibrated for FAR <= {stored.target_far:g} on {stored.source}")
@@ -312,12 +312,15 @@ def verify_faces(analyzer: FaceAnalyzer, first, second, threshold: Threshold, fa
     """Compare the largest faces of two images (with ``face_crop``, their central faces) under ``threshold``."""
     faces, counts = [], []
     for image in (first, second):
+        if face_crop:
+            faces.append(analyzer.main_face(image, face_crop=True))
+            counts.append(1)
+            continue
         scan = analyzer.scan(image)
-        face = analyzer.main_face(image, face_crop=True) if face_crop else (scan.faces[0] if scan.faces else None)
-        if face is None:
+        if not scan.faces:
             named = image if isinstance(image, (str, Path)) else "the image"
             raise FaceError(f"no face found in {named} ({scan.describe()}); for small faces try --upsample 2, for face crops --crops")
-        faces.append(face)
+        faces.append(scan.faces[0])
         counts.append(len(scan.faces))
     similarity = float(np.dot(faces[0].vector, faces[1].vector))
     return Verification(similarity >= threshold.similarity, similarity, threshold, (faces[0].box, faces[1].box), tuple(counts))
