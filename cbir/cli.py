@@ -14,10 +14,12 @@ from cbir.collection.collection import Collection, CollectionError, IndexReport,
 from cbir.encoders.backbones import WeightsUnavailableError
 from cbir.encoders.encoder import MULTI_SCALES, EncoderSpec
 from cbir.encoders.pooling import POOLINGS
+from cbir.faces.cli import faces_app, index_faces, search_faces
 from cbir.io.images import ImageLoadError, load_image
 from cbir.progress import console, progress_bar
 
 app = typer.Typer(help="Deep content-based retrieval: index a collection, search it by example.", no_args_is_help=True)
+app.add_typer(faces_app, name="faces")
 
 CollectionOption = typer.Option(..., "--collection", "-c", help="Collection directory.")
 
@@ -82,10 +84,13 @@ def index(
     batch_size: int = typer.Option(32, help="Images per forward pass."),
     workers: Optional[int] = typer.Option(None, help="Decoding worker processes."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    faces: bool = typer.Option(False, "--faces", help="Index every face found (items of kind face, in the face space)."),
 ) -> None:
     """Index images into a collection; re-running adds only new or changed files."""
     with user_errors():
         spec = encoder_spec_from_options(backbone, pooling, gem_p, size, multiscale, weights)
+        if faces:
+            return index_faces(directories, collection, None, sync, batch_size, workers, as_json, spec, index_type)
         store = Collection.open_or_create(collection, spec, index_type)
         with store, progress_bar("indexing", enabled=not as_json) as update:
             report = store.add(directories, sync=sync, batch_size=batch_size, workers=workers, progress=update)
@@ -113,8 +118,11 @@ def search(
     label: Optional[str] = typer.Option(None, help="Only items carrying this label."),
     as_json: bool = typer.Option(False, "--json", help="Print results as JSON."),
     grid: Optional[Path] = typer.Option(None, help="Write the query and its results as one picture."),
+    faces: bool = typer.Option(False, "--faces", help="Search with each face of IMAGE: photos of the same people."),
 ) -> None:
     """Find the items most similar to IMAGE."""
+    if faces:
+        return search_faces(image, collection, k, label, as_json, grid)
     with user_errors(), Collection.open(collection) as store:
         results = store.search(image, k=k, kinds=kind, label=label)
         if grid is not None:

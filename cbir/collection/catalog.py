@@ -105,6 +105,14 @@ class Catalog:
         )
         return {uri: SourceState(id_, content_hash, size, mtime) for uri, id_, content_hash, size, mtime in rows}
 
+    def pipelines(self, prefix: str = "") -> dict[str, int]:
+        """Number of sources of each pipeline whose name starts with ``prefix``."""
+        rows = self.connection.execute(
+            "SELECT pipeline, COUNT(*) FROM sources WHERE substr(pipeline, 1, ?) = ? GROUP BY pipeline ORDER BY pipeline",
+            (len(prefix), prefix),
+        )
+        return dict(rows.fetchall())
+
     def skipped(self, pipeline: str | None = None) -> dict[tuple[str, str], tuple[str, int, float]]:
         query = "SELECT uri, pipeline, reason, size, mtime FROM skipped"
         rows = self.connection.execute(query + (" WHERE pipeline = ?" if pipeline else ""), (pipeline,) if pipeline else ())

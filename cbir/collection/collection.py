@@ -399,14 +399,32 @@ class Collection:
             for uri, state in known.items()
             if uri not in present and any(_is_within(Path(uri), root) for root in roots) and not Path(uri).exists()
         ]
-        if not gone:
-            return 0
+        self._remove_source_ids(gone, space)
+        return len(gone)
+
+    def _remove_source_ids(self, source_ids: list[int], space: str) -> None:
+        if not source_ids:
+            return
         with self.catalog.transaction():
-            removed_ids = self.catalog.remove_sources(gone)
+            removed_ids = self.catalog.remove_sources(source_ids)
         if not self.index(space).remove(np.array(removed_ids)):
             self._indexes.pop(space)
             self.index(space)
-        return len(gone)
+
+    def remove_sources(self, pipeline: str, space: str, uris: Iterable[str] | None = None) -> int:
+        """Forget what ``pipeline`` made of the files ``uris`` (of all its files when None), with their
+        items in ``space``; returns the number of files forgotten."""
+        with self.lock:
+            known = self.catalog.sources(pipeline)
+            chosen = known if uris is None else {uri: known[uri] for uri in uris if uri in known}
+            self._remove_source_ids([state.id for state in chosen.values()], space)
+            if uris is None:
+                with self.catalog.transaction():
+                    for uri, _ in self.catalog.skipped(pipeline):
+                        self.catalog.forget_skipped(uri, pipeline)
+            if space in self._indexes:
+                self._save_index(space, self._indexes[space])
+        return len(chosen)
 
     # searching ---------------------------------------------------------------
     def encode(self, image: str | Path | Image.Image) -> np.ndarray:

@@ -1,0 +1,74 @@
+"""Five-point landmarks, aligned face chips (dlib's similarity alignment) and test-time views."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from cbir.faces.models import FaceError, _import_dlib, landmark_model
+
+
+@dataclass(frozen=True)
+class View:
+    """One view of an aligned face: turned by ``angle`` degrees, zoomed out by ``scale``, maybe mirrored."""
+
+    angle: float = 0.0
+    scale: float = 1.0
+    mirror: bool = False
+
+
+# Test-time augmentation: a face's descriptor is the mean of its views' descriptors.
+TTA_VIEWS: dict[str, tuple[View, ...]] = {
+    "none": (View(),),
+    "flip": (View(), View(mirror=True)),
+    "jitter": tuple(
+        View(angle, scale, mirror)
+        for mirror in (False, True)
+        for angle, scale in ((0.0, 1.0), (3.0, 1.0), (-3.0, 1.0), (0.0, 1.04))
+    ),
+}
+
+
+def tta_views(name: str) -> tuple[View, ...]:
+    if name not in TTA_VIEWS:
+        raise FaceError(f"unknown test-time augmentation {name!r}: choose one of {', '.join(TTA_VIEWS)}")
+    return TTA_VIEWS[name]
+
+
+def to_dlib_rectangle(box: tuple[float, float, float, float]):
+    """dlib's inclusive rectangle for a ``(left, top, right, bottom)`` box."""
+    left, top, right, bottom = (int(round(v)) for v in box)
+    return _import_dlib().rectangle(left, top, max(left, right - 1), max(top, bottom - 1))
+
+
+def landmarks(image: np.ndarray, boxes: list[tuple[float, float, float, float]]) -> list:
+    """dlib 5-point shapes (outer and inner eye corners, base of the nose) for each box."""
+    predictor = landmark_model()
+    return [predictor(image, to_dlib_rectangle(box)) for box in boxes]
+
+
+def landmark_points(shape) -> list[list[float]]:
+    """The points of a dlib shape as ``[[x, y], ...]``."""
+    return [[float(shape.part(i).x), float(shape.part(i).y)] for i in range(shape.num_parts)]
+
+
+def aligned_chips(
+    image: np.ndarray, shapes: list, size: int = 150, padding: float = 0.25, views: tuple[View, ...] = (View(),)
+) -> list[np.ndarray]:
+    """Square chips, rotated and scaled so the landmarks sit where the face model expects them;
+    one chip per face and view, face by face."""
+    dlib = _import_dlib()
+    chips = []
+    for shape in shapes:
+        base = dlib.get_face_chip_details(shape, size=size, padding=padding)
+        rect = base.rect
+        centre_x, centre_y = (rect.left() + rect.right()) / 2, (rect.top() + rect.bottom()) / 2
+        for view in views:
+            half_w, half_h = rect.width() * view.scale / 2, rect.height() * view.scale / 2
+            region = dlib.drectangle(centre_x - half_w, centre_y - half_h, centre_x + half_w, centre_y + half_h)
+            details = dlib.chip_details(region, dlib.chip_dims(size, size), base.angle + math.radians(view.angle))
+            chip = np.asarray(dlib.extract_image_chip(image, details))
+            chips.append(np.ascontiguousarray(chip[:, ::-1]) if view.mirror else chip)
+    return chips
