@@ -135,6 +135,9 @@ class Catalog:
             (uri, pipeline, reason, size, mtime),
         )
 
+    def forget_skipped(self, uri: str, pipeline: str) -> None:
+        self.connection.execute("DELETE FROM skipped WHERE uri = ? AND pipeline = ?", (uri, pipeline))
+
     def remove_sources(self, source_ids: Iterable[int]) -> list[int]:
         """Delete sources and their items; returns the removed item ids."""
         removed: list[int] = []
