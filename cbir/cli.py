@@ -187,5 +187,9 @@ def demo(
         run_demo(out)
 
 
+from cbir.evaluation.cli import evaluate_app  # noqa: E402  (its commands use the helpers above)
+
+app.add_typer(evaluate_app, name="evaluate")
+
 if __name__ == "__main__":
     app()
