@@ -194,8 +194,10 @@ def demo(
         run_demo(out)
 
 
+from cbir.evaluation.cli import evaluate_app  # noqa: E402  (its commands use the helpers above)
 from cbir.server.command import serve  # noqa: E402
 
+app.add_typer(evaluate_app, name="evaluate")
 app.command()(serve)
 
 if __name__ == "__main__":
