@@ -64,6 +64,6 @@ def test_kill_during_indexing_then_rerun_is_complete_and_duplicate_free(tmp_path
         assert len(uris) == IMAGES and len(set(uris)) == IMAGES
         assert store.catalog.connection.execute("SELECT COUNT(*) FROM sources").fetchone()[0] == IMAGES
         assert np.array_equal(np.sort(store.index().ids()), store.catalog.item_ids("image"))
-        assert store.search(folder / "img_0037.jpg", k=1)[0].uri.endswith("img_0077.jpg")
+        assert store.search(folder / "img_0037.jpg", k=1)[0].uri.endswith("img_0037.jpg")
         report = store.add([folder], workers=0)
         assert (report.added, report.updated, report.unchanged) == (0, 0, IMAGES)
