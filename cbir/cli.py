@@ -119,12 +119,19 @@ def search(
     as_json: bool = typer.Option(False, "--json", help="Print results as JSON."),
     grid: Optional[Path] = typer.Option(None, help="Write the query and its results as one picture."),
     faces: bool = typer.Option(False, "--faces", help="Search with each face of IMAGE: photos of the same people."),
+    qe: int = typer.Option(0, "--qe", help="alpha-query expansion with this many first hits (0: off)."),
+    qe_alpha: float = typer.Option(3.0, "--qe-alpha", help="Weight hits by score**alpha in query expansion."),
 ) -> None:
     """Find the items most similar to IMAGE."""
     if faces:
         return search_faces(image, collection, k, label, as_json, grid)
     with user_errors(), Collection.open(collection) as store:
-        results = store.search(image, k=k, kinds=kind, label=label)
+        if qe > 0:
+            from cbir.evaluation.reranking import expanded_search
+
+            results = expanded_search(store, image, k, qe, qe_alpha, kind, label)
+        else:
+            results = store.search(image, k=k, kinds=kind, label=label)
         if grid is not None:
             from cbir.visualize import result_grid
 

@@ -76,6 +76,30 @@ def test_encoder_file_excludes_other_encoder_options(tmp_path):
     assert result.exit_code == 2 and "drop the other encoder options" in " ".join(result.output.split())
 
 
+def test_evaluate_pairs_with_an_image_encoder(tmp_path):
+    images = tmp_path / "people"
+    for person in range(4):
+        folder = images / f"P{person}"
+        folder.mkdir(parents=True)
+        original = pattern_image(person * 5 + 2, (160, 120))
+        for number in (1, 2):
+            edited_copy(original, seed=person * 10 + number).save(folder / f"P{person}_{number:04d}.jpg")
+    # LFW format: 2 folds, each with 2 same-person and 2 different-person pairs
+    lines = ["2\t2", "P0\t1\t2", "P1\t1\t2", "P0\t1\tP1\t2", "P2\t1\tP3\t1",
+             "P2\t1\t2", "P3\t1\t2", "P0\t2\tP3\t2", "P1\t1\tP2\t2"]
+    (tmp_path / "pairs.txt").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "pairs.json"
+    result = CliRunner().invoke(app, [
+        "evaluate", "pairs", str(tmp_path / "pairs.txt"), "--images", str(images), "--pooling", "gem", "--size", "96",
+        "--json", str(out), "--cache", str(tmp_path / "cache"),
+    ])
+    assert result.exit_code == 0, result.output
+    written = json.loads(out.read_text())
+    assert written["protocol"] == "pairs" and written["config"]["pairs"] == 8 and written["config"]["folds"] == 2
+    assert written["metrics"]["AUC"] == 100.0  # edited copies of one picture beat different pictures
+    assert written["metrics"]["accuracy"] == 100.0
+
+
 @pytest.mark.slow
 def test_ukbench_subset_score(tmp_path):
     from cbir.evaluation import protocols

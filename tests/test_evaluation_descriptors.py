@@ -96,3 +96,11 @@ def test_cropped_query_differs_from_the_whole_image(tmp_path):
 def test_encoder_choice_rejects_both_kinds():
     with pytest.raises(ValueError, match="not both"):
         EncoderChoice(spec=EncoderSpec(), encoder_file="model.pt")
+
+
+def test_only_pooling_may_differ_within_a_backbone_pass():
+    from cbir.evaluation.descriptors import group_key
+
+    assert group_key(EncoderSpec(pooling="spoc")) == group_key(EncoderSpec(pooling="gem", gem_p=4.0))
+    assert group_key(EncoderSpec(image_size=300)) != group_key(EncoderSpec())
+    assert group_key(EncoderSpec(scales=MULTI_SCALES)) != group_key(EncoderSpec())

@@ -82,10 +82,11 @@ def test_precision_recall_and_hits_at_k():
 
 def test_average_precision_at_k_and_map_at_r():
     hits = hits_of([P, N, P, N, N])
-    assert m.average_precision_at_k(hits, 2)[0] == pytest.approx(1 / 2)
+    assert m.average_precision_at_k(hits, 2)[0] == pytest.approx(1.0)  # one positive in the top 2, at rank 1
     assert m.average_precision_at_k(hits, 3)[0] == pytest.approx((1 + 2 / 3) / 2)
-    many = hits_of([P, P, N, P, P, P, P], n_positive=[10])
-    assert m.average_precision_at_k(many, 3)[0] == pytest.approx((1 + 1) / 3)
+    many = hits_of([N, P, P, N, P], n_positive=[10])
+    assert m.average_precision_at_k(many, 3)[0] == pytest.approx((1 / 2 + 2 / 3) / 2)
+    assert m.average_precision_at_k(hits_of([N, N, P]), 2)[0] == 0.0
     # R = 2: of the first 2 results only the first is positive
     assert m.map_at_r(hits)[0] == pytest.approx(1 / 2)
 

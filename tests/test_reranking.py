@@ -80,3 +80,47 @@ def test_switched_off_reranking_changes_nothing():
 def test_rejects_negative_neighbours():
     with pytest.raises(ValueError, match="neighbours"):
         Reranking(qe=-1)
+
+
+def test_expanded_search_in_a_collection(tmp_path):
+    from cbir.collection.collection import Collection
+    from cbir.encoders.encoder import EncoderSpec
+    from cbir.evaluation.reranking import expanded_search
+    from tests.conftest import write_images
+
+    paths = write_images(tmp_path / "images", 6, size=(96, 72))
+    with Collection.create(tmp_path / "c", EncoderSpec(pooling="gem", image_size=64)) as store:
+        store.add([tmp_path / "images"])
+        ids, raw = store.vectors()
+        query = store.encode(paths[0])
+        for whitened in (False, True):
+            if whitened:
+                store.learn_whitening(dim=4)
+            space = store.whitening().apply if whitened else (lambda v: v)
+            first = store.search(paths[0], k=2)
+            neighbours = space(raw[[list(ids).index(hit.item_id) for hit in first]])
+            weights = np.array([hit.score for hit in first]) ** 3
+            expected = space(query[None])[0] + weights @ neighbours
+            expected /= np.linalg.norm(expected)
+            results = expanded_search(store, paths[0], k=6, neighbours=2, alpha=3)
+            index_vectors = space(raw)
+            expected_order = [int(ids[i]) for i in np.argsort(-(index_vectors @ expected), kind="stable")]
+            assert [hit.item_id for hit in results] == expected_order
+            assert results[0].score == pytest.approx(float(np.max(index_vectors @ expected)), abs=1e-5)
+
+
+def test_search_command_takes_query_expansion(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from cbir.cli import app
+    from tests.conftest import write_images
+
+    paths = write_images(tmp_path / "images", 5, size=(96, 72))
+    runner = CliRunner()
+    assert runner.invoke(app, ["index", str(tmp_path / "images"), "-c", str(tmp_path / "c"), "--size", "64"]).exit_code == 0
+    result = runner.invoke(app, ["search", str(paths[2]), "-c", str(tmp_path / "c"), "--qe", "2", "--json", "-k", "3"])
+    assert result.exit_code == 0, result.output
+    hits = json.loads(result.stdout)["results"]
+    assert len(hits) == 3 and hits[0]["uri"].endswith(paths[2].name)

@@ -462,12 +462,14 @@ class Collection:
         kinds: Sequence[str] | None = None,
         label: str | None = None,
         space: str = IMAGE_SPACE,
+        transformed: bool = False,
     ) -> list[list[SearchResult]]:
-        """Ranked results for each raw descriptor (one row per query)."""
+        """Ranked results for each raw descriptor (one row per query); ``transformed``: the
+        vectors are already whitened like the index's (as re-ranking makes them)."""
         index = self.index(space)
         if len(index) == 0:
             return [[] for _ in range(len(vectors))]
-        queries = self._transform(space, vectors)
+        queries = np.asarray(vectors, dtype=np.float32) if transformed else self._transform(space, vectors)
         allowed = None
         if kinds or label is not None:
             allowed = np.fromiter(self.catalog.items_matching(kinds, label), dtype=np.int64)

@@ -116,10 +116,12 @@ class Benchmark:
 
 @dataclass
 class WhiteningPlan:
-    """Learn PCA-whitening on the images under ``source`` (else on the evaluated database), keeping ``dim``."""
+    """Learn PCA-whitening on other images (a folder, or a list of files), else on the evaluated
+    database; keep ``dim`` dimensions. ``name`` describes the source in the results."""
 
-    source: Path | None = None
+    source: Path | Sequence[Path] | None = None
     dim: int | None = None
+    name: str | None = None
 
 
 @dataclass
@@ -172,48 +174,69 @@ def evaluate(
 ) -> EvaluationResult:
     """Encode (through the descriptor cache), post-process, rank and score ``benchmark``."""
     started = time.perf_counter()
+    encoded = _encode(benchmark, choice, cache_dir, batch_size, workers, progress)
+    queries, database = encoded.queries, encoded.database
+    notes: list[str] = []
+    config = {"encoder": choice.describe(), **benchmark.config}
+    seconds = {"encoding": time.perf_counter() - started}
+    if whitening is not None:
+        step = time.perf_counter()
+        learned, config["whitening"], note = _learn_whitening(whitening, choice, database, cache_dir, batch_size, workers)
+        database, queries = learned.apply(database), learned.apply(queries)
+        notes += [note] if note else []
+        seconds["whitening"] = time.perf_counter() - step
+    step = time.perf_counter()
+    exclude = _exclusions(benchmark, encoded)
+    queries, database = reranking.apply(queries, database, exclude)
+    config.update(reranking.describe())
+    truths = {name: truth.subset(encoded.query_rows, encoded.database_rows) for name, truth in benchmark.truths.items()}
+    scores, top, top_scores = score_queries(queries, database, truths, exclude, benchmark.ks)
+    seconds["ranking"] = time.perf_counter() - step
+    config.update({"queries": int(len(queries)), "database": int(len(database))})
+    config["seconds"] = {name: round(value, 3) for name, value in seconds.items()}
+    if encoded.skipped:
+        notes.append(f"{len(encoded.skipped)} images could not be read and were left out")
+    return EvaluationResult(
+        benchmark.protocol, benchmark.summarise(scores), config, notes, scores=scores,
+        benchmark=_kept(benchmark, truths, encoded), query_vectors=queries, database_vectors=database,
+        top=top, top_scores=top_scores, skipped=encoded.skipped,
+    )
+
+
+@dataclass
+class _Encoded:
+    """Descriptors of the benchmark's readable queries and database images, with their positions."""
+
+    queries: np.ndarray
+    database: np.ndarray
+    query_rows: np.ndarray
+    database_rows: np.ndarray
+    skipped: list[tuple[Path, str]]
+
+
+def _encode(benchmark: Benchmark, choice: EncoderChoice, cache_dir, batch_size, workers, progress) -> _Encoded:
     refs = list(dict.fromkeys(benchmark.database + benchmark.queries))
     described = describe_images([choice], refs, cache_dir, batch_size, workers, progress)[0]
     row_of = {refs[position]: row for row, position in enumerate(described.kept)}
-    database_keep = np.array([i for i, ref in enumerate(benchmark.database) if ref in row_of], dtype=np.int64)
-    query_keep = np.array([i for i, ref in enumerate(benchmark.queries) if ref in row_of], dtype=np.int64)
-    if not len(database_keep) or not len(query_keep):
+    database_rows = np.array([i for i, ref in enumerate(benchmark.database) if ref in row_of], dtype=np.int64)
+    query_rows = np.array([i for i, ref in enumerate(benchmark.queries) if ref in row_of], dtype=np.int64)
+    if not len(database_rows) or not len(query_rows):
         raise ValueError(f"no usable images: {len(described.skipped)} could not be read")
-    database = described.vectors[[row_of[benchmark.database[i]] for i in database_keep]]
-    queries = described.vectors[[row_of[benchmark.queries[i]] for i in query_keep]]
-    encoded = time.perf_counter()
-
-    notes: list[str] = []
-    config = {"encoder": choice.describe(), **benchmark.config}
-    seconds = {"encoding": encoded - started}
-    if whitening is not None:
-        learned, whitening_config, note = _learn_whitening(whitening, choice, database, cache_dir, batch_size, workers)
-        database, queries = learned.apply(database), learned.apply(queries)
-        config["whitening"] = whitening_config
-        notes += [note] if note else []
-        seconds["whitening"] = time.perf_counter() - encoded
-    ranking_started = time.perf_counter()
-    exclude = None
-    if benchmark.exclude is not None:
-        new_index = np.full(len(benchmark.database), -1, dtype=np.int64)
-        new_index[database_keep] = np.arange(len(database_keep))
-        hidden = benchmark.exclude[query_keep]
-        exclude = np.where(hidden >= 0, new_index[np.maximum(hidden, 0)], -1)
-    queries, database = reranking.apply(queries, database, exclude)
-    config.update(reranking.describe())
-
-    truths = {name: truth.subset(query_keep, database_keep) for name, truth in benchmark.truths.items()}
-    scores, top, top_scores = score_queries(queries, database, truths, exclude, benchmark.ks)
-    config.update({"queries": int(len(queries)), "database": int(len(database))})
-    seconds["ranking"] = time.perf_counter() - ranking_started
-    config["seconds"] = {step: round(value, 3) for step, value in seconds.items()}
-    if described.skipped:
-        notes.append(f"{len(described.skipped)} images could not be read and were left out")
-    kept_benchmark = _kept(benchmark, truths, query_keep, database_keep)
-    return EvaluationResult(
-        benchmark.protocol, benchmark.summarise(scores), config, notes, scores, kept_benchmark,
-        queries, database, top, top_scores, described.skipped,
+    return _Encoded(
+        described.vectors[[row_of[benchmark.queries[i]] for i in query_rows]],
+        described.vectors[[row_of[benchmark.database[i]] for i in database_rows]],
+        query_rows, database_rows, described.skipped,
     )
+
+
+def _exclusions(benchmark: Benchmark, encoded: _Encoded) -> np.ndarray | None:
+    """The benchmark's hidden database item of each query, renumbered after unreadable images left."""
+    if benchmark.exclude is None:
+        return None
+    renumbered = np.full(len(benchmark.database), -1, dtype=np.int64)
+    renumbered[encoded.database_rows] = np.arange(len(encoded.database_rows))
+    hidden = benchmark.exclude[encoded.query_rows]
+    return np.where(hidden >= 0, renumbered[np.maximum(hidden, 0)], -1)
 
 
 def _learn_whitening(plan, choice, database, cache_dir, batch_size, workers) -> tuple[PCAWhitening, dict, str | None]:
@@ -224,12 +247,14 @@ def _learn_whitening(plan, choice, database, cache_dir, batch_size, workers) -> 
             "pass --whiten-on DIR to learn it on other images"
         )
         return learned, {"learned_on": "the evaluated database itself", "images": len(database), "dim": learned.dim}, note
-    training = describe_images([choice], image_files(plan.source), cache_dir, batch_size, workers)[0].vectors
+    files = image_files(plan.source) if isinstance(plan.source, (str, Path)) else list(plan.source)
+    training = describe_images([choice], files, cache_dir, batch_size, workers)[0].vectors
     learned = PCAWhitening.learn(training, plan.dim)
-    return learned, {"learned_on": str(plan.source), "images": int(len(training)), "dim": learned.dim}, None
+    name = plan.name or str(plan.source)
+    return learned, {"learned_on": name, "images": int(len(training)), "dim": learned.dim}, None
 
 
-def _kept(benchmark: Benchmark, truths: dict[str, GroundTruth], queries: np.ndarray, database: np.ndarray) -> Benchmark:
+def _kept(benchmark: Benchmark, truths: dict[str, GroundTruth], encoded: _Encoded) -> Benchmark:
     """The benchmark restricted to the images that could be read."""
 
     def pick(values, rows):
@@ -237,16 +262,15 @@ def _kept(benchmark: Benchmark, truths: dict[str, GroundTruth], queries: np.ndar
 
     return Benchmark(
         benchmark.protocol,
-        [benchmark.database[i] for i in database],
-        [benchmark.queries[i] for i in queries],
+        [benchmark.database[i] for i in encoded.database_rows],
+        [benchmark.queries[i] for i in encoded.query_rows],
         truths,
         benchmark.summarise,
-        benchmark.ks,
-        None,
-        pick(benchmark.query_labels, queries),
-        pick(benchmark.database_labels, database),
-        benchmark.class_names,
-        benchmark.config,
+        ks=benchmark.ks,
+        query_labels=pick(benchmark.query_labels, encoded.query_rows),
+        database_labels=pick(benchmark.database_labels, encoded.database_rows),
+        class_names=benchmark.class_names,
+        config=benchmark.config,
     )
 
 

@@ -167,9 +167,20 @@ class PoolingGroupEncoder(Encoder):
         return torch.cat([F.normalize(total, dim=-1) for total in totals], dim=1)
 
 
-def group_key(spec: EncoderSpec) -> tuple:
-    """What specs must share to run through one backbone pass."""
-    return (spec.backbone, spec.weights_sha256, spec.image_size, spec.max_aspect, spec.scales)
+POOLING_FIELDS = ("pooling", "gem_p", "rmac_levels")
+
+
+def group_key(spec: EncoderSpec) -> tuple | None:
+    """What specs must share to run through one backbone pass; None for a spec that must run alone
+    (anything beyond backbone, weights, size and scales, such as a fine-tuned checkpoint)."""
+    plain = EncoderSpec(
+        backbone=spec.backbone, weights=spec.weights, weights_sha256=spec.weights_sha256,
+        image_size=spec.image_size, max_aspect=spec.max_aspect, scales=spec.scales,
+    )
+    shared = {key: value for key, value in spec.identity().items() if key not in POOLING_FIELDS}
+    if shared != {key: value for key, value in plain.identity().items() if key not in POOLING_FIELDS}:
+        return None
+    return tuple(sorted((key, str(value)) for key, value in shared.items()))
 
 
 def image_keys(refs: Sequence[ImageRef]) -> tuple[list[str | None], list[tuple[Path, str]]]:
@@ -262,8 +273,8 @@ def _groups(choices: Sequence[EncoderChoice], missing: list[list[int]]) -> list[
     for index, choice in enumerate(choices):
         if not missing[index]:
             continue
-        key = group_key(choice.spec) if choice.spec is not None else ("file", index)
-        groups.setdefault(key, []).append(index)
+        key = group_key(choice.spec) if choice.spec is not None else None
+        groups.setdefault(key if key is not None else ("alone", index), []).append(index)
     return list(groups.values())
 
 

@@ -108,9 +108,16 @@ def recall_at_k(hits: RankedHits, k: int) -> np.ndarray:
 
 
 def average_precision_at_k(hits: RankedHits, k: int) -> np.ndarray:
-    """AP@k: precision summed at the positives within the first ``k``, divided by min(k, positives)."""
-    within = np.where(hits.rank < k, _precision_at_hit(hits), 0.0)
-    return hits.divided(hits.per_query(within), np.minimum(k, hits.n_positive))
+    """mAP@k as the image-hashing and medical retrieval literature computes it (and
+    pytorch-metric-learning's mean_average_precision): the precision at each positive within
+    the first ``k``, averaged over those positives; 0 when none is within ``k``.
+
+    It does not penalise missing positives that do fit in ``k``; MAP@R does.
+    """
+    within = hits.rank < k
+    found = hits.per_query(within.astype(float))
+    totals = hits.per_query(np.where(within, _precision_at_hit(hits), 0.0))
+    return hits.divided(totals, found)
 
 
 def map_at_r(hits: RankedHits) -> np.ndarray:

@@ -127,8 +127,8 @@ def _labeled_benchmark(query_refs, query_labels, database_refs, database_labels,
     query_labels, database_labels = np.asarray(query_labels), np.asarray(database_labels)
     truth = LabelTruth(query_labels, database_labels)
     return Benchmark(
-        "labeled", database_refs, query_refs, {"": truth}, summarise_labeled, tuple(ks), exclude,
-        query_labels, database_labels, names, config,
+        "labeled", database_refs, query_refs, {"": truth}, summarise_labeled, ks=tuple(ks), exclude=exclude,
+        query_labels=query_labels, database_labels=database_labels, class_names=names, config=config,
     )
 
 
@@ -160,8 +160,8 @@ def ukbench(folder: str | Path) -> Benchmark:
         raise ValueError(f"{folder}: UKBench groups need 4 images each (numbers 4g..4g+3); found groups of {sorted(set(counts))}")
     refs = [ImageRef(path) for path in files]
     return Benchmark(
-        "ukbench", refs, refs, {"": LabelTruth(groups, groups)}, summarise_ukbench, (1, 4), None,
-        groups, groups, {}, {"data": str(folder), "groups": int(len(counts))},
+        "ukbench", refs, refs, {"": LabelTruth(groups, groups)}, summarise_ukbench, ks=(1, 4),
+        query_labels=groups, database_labels=groups, config={"data": str(folder), "groups": int(len(counts))},
     )
 
 
@@ -184,8 +184,8 @@ def holidays(folder: str | Path) -> Benchmark:
     refs = [ImageRef(path) for path in files]
     return Benchmark(
         "holidays", refs, [refs[row] for row in query_rows], {"": LabelTruth(groups[query_rows], groups)},
-        summarise_trapezoid, (1, 5, 10), query_rows, groups[query_rows], groups, {},
-        {"data": str(folder), "queries": int(len(query_rows))},
+        summarise_trapezoid, exclude=query_rows, query_labels=groups[query_rows], database_labels=groups,
+        config={"data": str(folder), "queries": int(len(query_rows))},
     )
 
 
@@ -245,10 +245,8 @@ def _oxford_text(folder: Path, images: Path) -> Benchmark:
     if missing:
         config["ground_truth_images_missing"] = len(missing)
     truth = ListTruth(positives, junk, len(names))
-    return Benchmark(
-        "oxford", [ImageRef(by_name[name]) for name in names], queries, {"": truth}, summarise_trapezoid,
-        (1, 5, 10), None, None, None, {}, config,
-    )
+    database = [ImageRef(by_name[name]) for name in names]
+    return Benchmark("oxford", database, queries, {"": truth}, summarise_trapezoid, config=config)
 
 
 class _GroundTruthUnpickler(pickle.Unpickler):
@@ -295,7 +293,7 @@ def _revisited(path: Path, images: Path, ks: Sequence[int]) -> Benchmark:
         junk = [np.concatenate([np.asarray(g.get(k, []), dtype=np.int64) for k in junk_keys]) for g in data["gnd"]]
         truths[setup] = ListTruth(positives, junk, len(database))
     config = {"ground_truth": str(path), "images": str(images), "queries": len(queries), "revisited": True}
-    return Benchmark("oxford", database, queries, truths, summarise_revisited, tuple(ks), None, None, None, {}, config)
+    return Benchmark("oxford", database, queries, truths, summarise_revisited, ks=tuple(ks), config=config)
 
 
 def summarise_revisited(scores: dict[str, QueryScores]) -> dict[str, float]:
@@ -330,7 +328,8 @@ def evaluate_pairs(
     if choice is None:
         from cbir.faces import face_embedder
 
-        embed, encoder_config = _with_progress(face_embedder(), len(paths), progress), {"faces": "face_embedder"}
+        embed = _with_progress(face_embedder(), len(paths), progress)
+        encoder_config = {"faces": "detect, align, 128-d dlib ResNet descriptor (cbir.faces.face_embedder)"}
     else:
         described = describe(choice, paths, cache_dir, batch_size, workers, progress)
         table = {paths[position]: vector for position, vector in zip(described.kept, described.vectors)}
@@ -350,6 +349,8 @@ def evaluate_pairs(
         "seconds": {"embedding_and_scoring": round(time.perf_counter() - started, 3)},
     }
     notes = []
+    if len(report["fold_accuracies"]) == 1:
+        notes.append("one fold only: the accuracy threshold was chosen on the evaluated pairs themselves")
     if failed:
         notes.append(f"{len(failed)} of {len(pairs)} pairs had an image without a vector; they count as wrong")
     return EvaluationResult("pairs", metrics, config, notes)

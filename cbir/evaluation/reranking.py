@@ -12,10 +12,16 @@ vector once. ``alpha = 0`` is plain average query expansion.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
+from PIL import Image
 
 from cbir.evaluation.ranking import nearest
+
+if TYPE_CHECKING:
+    from cbir.collection.collection import Collection, SearchResult
 
 
 def weighted_expansion(
@@ -76,3 +82,27 @@ class Reranking:
         if self.qe:
             data["alpha_qe"] = {"neighbours": self.qe, "alpha": self.qe_alpha}
         return data
+
+
+def expanded_search(
+    store: "Collection",
+    query: str | Path | Image.Image,
+    k: int = 10,
+    neighbours: int = 5,
+    alpha: float = 3.0,
+    kinds: Sequence[str] | None = None,
+    label: str | None = None,
+) -> list["SearchResult"]:
+    """alpha-QE in a collection: search, combine the query with its first ``neighbours`` hits
+    (in the index's whitened space, weighted by their scores), and search again."""
+    vector = store.encode(query)
+    first = store.search_vectors(vector[None], neighbours, kinds, label)[0]
+    if not first:
+        return []
+    stored = store.catalog.get_items([hit.item_id for hit in first], with_vectors=True)
+    whitening = store.whitening()
+    to_index_space = whitening.apply if whitening is not None else (lambda v: np.asarray(v, dtype=np.float32))
+    found = to_index_space(np.stack([stored[hit.item_id].vector for hit in first]))
+    scores = np.array([[hit.score for hit in first]], dtype=np.float32)
+    expanded = weighted_expansion(to_index_space(vector[None]), found, scores, np.arange(len(first))[None], alpha)
+    return store.search_vectors(expanded, k, kinds, label, transformed=True)[0]

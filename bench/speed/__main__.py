@@ -1,0 +1,387 @@
+"""Speed: extraction (naive baseline, cbir pipeline, forward-only ceiling), FAISS search at scale,
+and the latency of one `cbir search` from the command line.
+
+    python -m bench.speed [--data DIR] [--images N] [--sizes 10000 100000 1000000]
+
+Writes bench/results/speed.md. Every timing is the best of ``--rounds``
+alternating runs, so that other load on the machine hurts all methods alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import csv
+import io
+import json
+import os
+import pstats
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import faiss
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torchvision import transforms
+
+from bench.common import RESULTS, RunClock, command_line, default_data, machine_description, markdown_table
+from cbir.collection.vector_index import VectorIndex
+from cbir.encoders.backbones import create_backbone
+from cbir.encoders.encoder import Encoder, EncoderSpec, image_to_tensor
+from cbir.encoders.pooling import make_pooling
+from cbir.extraction import content_hash, extract
+from cbir.io.images import load_image
+from cbir.progress import console
+
+LARGE_SIDE = (4243, 2829)  # 12.0 megapixels, the 3:2 aspect of the Corel photos
+DIM = 512
+QUERIES = 1000
+K = 10
+HNSW_BUILD_BUDGET_S = 900
+
+
+# extraction -------------------------------------------------------------------
+def corel_sample(data: Path, count: int) -> list[Path]:
+    """``count`` Corel photos spread evenly over the 10 classes."""
+    with open(data / "corel1k" / "labels.csv", newline="") as handle:
+        paths = [data / "corel1k" / row["filename"] for row in csv.DictReader(handle)]
+    step = max(1, len(paths) // count)
+    return paths[::step][:count]
+
+
+def large_jpegs(sources: list[Path], folder: Path) -> list[Path]:
+    """Upscale photos to 12 megapixels and save them as quality-90 JPEGs (once)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    made = []
+    for source in sources:
+        target = folder / f"{source.stem}_12mp.jpg"
+        if not target.is_file():
+            image = Image.open(source).convert("RGB")
+            size = LARGE_SIDE if image.width >= image.height else LARGE_SIDE[::-1]
+            image.resize(size, Image.BICUBIC).save(target, quality=90)
+        made.append(target)
+    return made
+
+
+def pipeline_rate(encoder: Encoder, paths: list[Path]) -> float:
+    """cbir's pipeline end to end: read, hash, decode (JPEG draft), resize in workers; batched forward."""
+    started = time.perf_counter()
+    count = sum(len(batch.vectors) for batch in extract(encoder, paths, batch_size=32))
+    return count / (time.perf_counter() - started)
+
+
+def ready_tensors(encoder: Encoder, paths: list[Path]) -> list[torch.Tensor]:
+    """The tensors the pipeline would feed the network, made beforehand."""
+    tensors = []
+    for path in paths:
+        image = load_image(path, min_side=encoder.spec.image_size)
+        tensors.append(image_to_tensor(image, encoder.target_size(*image.size), encoder.input_config))
+    return tensors
+
+
+@torch.inference_mode()
+def ceiling_rate(encoder: Encoder, tensors: list[torch.Tensor], batch_size: int = 32) -> float:
+    """The forward pass alone on ready tensors, same batches and shapes as the pipeline."""
+    groups: dict[tuple, list[torch.Tensor]] = {}
+    for tensor in tensors:
+        groups.setdefault(tuple(tensor.shape), []).append(tensor)
+    batches = [torch.stack(group[i : i + batch_size]) for group in groups.values() for i in range(0, len(group), batch_size)]
+    started = time.perf_counter()
+    for batch in batches:
+        encoder(batch)
+    return len(tensors) / (time.perf_counter() - started)
+
+
+class NaiveExtractor:
+    """What a first attempt looks like: full PIL decode, torchvision Resize + CenterCrop,
+    one image at a time, NCHW float32. Same backbone and pooling as the pipeline."""
+
+    def __init__(self, spec: EncoderSpec):
+        self.backbone, config = create_backbone(spec.backbone, spec.weights)
+        self.pooling = make_pooling(spec.pooling, spec.gem_p)
+        self.transform = transforms.Compose([
+            transforms.Resize(spec.image_size), transforms.CenterCrop(spec.image_size),
+            transforms.ToTensor(), transforms.Normalize(config.mean, config.std),
+        ])
+
+    @torch.inference_mode()
+    def rate(self, paths: list[Path]) -> float:
+        started = time.perf_counter()
+        for path in paths:
+            image = Image.open(path).convert("RGB")
+            F.normalize(self.pooling(self.backbone(self.transform(image).unsqueeze(0))), dim=-1).numpy()
+        return len(paths) / (time.perf_counter() - started)
+
+
+def measure_extraction(encoder: Encoder, naive: NaiveExtractor, paths: list[Path], rounds: int) -> dict[str, float]:
+    """Best images/s of each method over alternating rounds."""
+    tensors = ready_tensors(encoder, paths)
+    ceiling_rate(encoder, tensors[:8])  # warm-up
+    best = {"ceiling": 0.0, "pipeline": 0.0, "naive": 0.0}
+    for _ in range(rounds):
+        best["ceiling"] = max(best["ceiling"], ceiling_rate(encoder, tensors))
+        best["pipeline"] = max(best["pipeline"], pipeline_rate(encoder, paths))
+        best["naive"] = max(best["naive"], naive.rate(paths))
+    return best
+
+
+def stage_profile(encoder: Encoder, paths: list[Path]) -> list[list[str]]:
+    """Milliseconds per image for each stage of the pipeline, measured one after the other in one process."""
+    read = decode = prepare = 0.0
+    tensors = []
+    for path in paths:
+        t0 = time.perf_counter()
+        data = path.read_bytes()
+        content_hash(data)
+        t1 = time.perf_counter()
+        image = load_image(data, min_side=encoder.spec.image_size)
+        t2 = time.perf_counter()
+        tensors.append(image_to_tensor(image, encoder.target_size(*image.size), encoder.input_config))
+        t3 = time.perf_counter()
+        read, decode, prepare = read + t1 - t0, decode + t2 - t1, prepare + t3 - t2
+    forward = len(paths) / ceiling_rate(encoder, tensors)
+    per_image = [read / len(paths), decode / len(paths), prepare / len(paths), forward]
+    names = ["read + hash", "decode (JPEG draft)", "resize + normalise", "forward (batched)"]
+    total = sum(per_image)
+    return [[name, f"{1000 * value:.1f}", f"{100 * value / total:.0f}%"] for name, value in zip(names, per_image)]
+
+
+def pipeline_profile(encoder: Encoder, paths: list[Path]) -> str:
+    """The main process's cumulative profile of the pipeline (decoding happens in worker processes)."""
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in extract(encoder, paths, batch_size=32):
+        pass
+    profiler.disable()
+    stream = io.StringIO()
+    pstats.Stats(profiler, stream=stream).sort_stats("tottime").print_stats(8)
+    lines = [line for line in stream.getvalue().splitlines() if line.strip()]
+    start = next(i for i, line in enumerate(lines) if line.strip().startswith("ncalls"))
+    return "\n".join(lines[start : start + 9])
+
+
+# search -----------------------------------------------------------------------
+def clustered_vectors(count: int, centres: np.ndarray, rng: np.random.Generator, spread: float = 0.6) -> np.ndarray:
+    """Unit vectors scattered around random centres, in chunks (a stand-in for image descriptors)."""
+    out = np.empty((count, centres.shape[1]), dtype=np.float32)
+    for start in range(0, count, 100_000):
+        stop = min(start + 100_000, count)
+        chosen = centres[rng.integers(0, len(centres), stop - start)]
+        noise = rng.standard_normal((stop - start, centres.shape[1]), dtype=np.float32) * (spread / np.sqrt(centres.shape[1]))
+        block = chosen + noise
+        out[start:stop] = block / np.linalg.norm(block, axis=1, keepdims=True)
+    return out
+
+
+def index_bytes(index: VectorIndex) -> int:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "index.faiss"
+        index.save(path)
+        return path.stat().st_size
+
+
+def measure_index(factory: str, database: np.ndarray, queries: np.ndarray, truth: np.ndarray, efforts: list[int]) -> list[dict]:
+    """Build time, bytes per vector, and (per search effort) queries/s and recall@10 against exact search."""
+    started = time.perf_counter()
+    index = VectorIndex(factory, DIM)
+    index.add(np.arange(len(database), dtype=np.int64), database)
+    index.train_if_possible()
+    build = time.perf_counter() - started
+    size = index_bytes(index)
+    rows = []
+    for effort in efforts or [0]:
+        if effort:
+            index.set_search_effort(effort)
+        best = float("inf")
+        for _ in range(2):
+            started = time.perf_counter()
+            _, found = index.search(queries, K)
+            best = min(best, time.perf_counter() - started)
+        recall = np.mean([len(np.intersect1d(found[i], truth[i])) / K for i in range(len(queries))])
+        rows.append({"factory": factory, "effort": effort, "build_s": build, "bytes": size / len(database), "qps": len(queries) / best, "recall": recall})
+    return rows
+
+
+def ivf_factory(count: int) -> str:
+    lists = 256 if count <= 20_000 else 1024 if count <= 200_000 else 2048
+    return f"IVF{lists},PQ64"
+
+
+def measure_search(sizes: list[int]) -> tuple[list[list[str]], list[str]]:
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((2000, DIM), dtype=np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    queries = clustered_vectors(QUERIES, centres, rng)
+    rows, notes = [], []
+    hnsw_seconds_per_vector = None
+    for count in sizes:
+        console.print(f"search: {count:,} vectors")
+        database = clustered_vectors(count, centres, rng)
+        exact = faiss.IndexFlatIP(DIM)
+        exact.add(database)
+        _, truth = exact.search(queries, K)
+        del exact
+        results = measure_index("Flat", database, queries, truth, [])
+        estimate = None if hnsw_seconds_per_vector is None else hnsw_seconds_per_vector * count * 1.3
+        if estimate is not None and estimate > HNSW_BUILD_BUDGET_S:
+            notes.append(
+                f"HNSW32 at {count:,} vectors not built: at the measured build rate it would take about "
+                f"{estimate / 60:.0f} minutes on this machine (budget {HNSW_BUILD_BUDGET_S // 60} minutes)."
+            )
+        else:
+            hnsw = measure_index("HNSW32", database, queries, truth, [64, 128])
+            hnsw_seconds_per_vector = hnsw[0]["build_s"] / count
+            results += hnsw
+        results += measure_index(ivf_factory(count), database, queries, truth, [16, 64])
+        for result in results:
+            effort = {"Flat": "exact", "HNSW32": f"efSearch {result['effort']}"}.get(result["factory"], f"nprobe {result['effort']}")
+            rows.append([
+                f"{count:,}", result["factory"], effort, f"{result['build_s']:.1f}", f"{result['bytes']:.0f}",
+                f"{result['qps']:,.0f}", f"{result['recall']:.3f}",
+            ])
+        del database
+    return rows, notes
+
+
+# command line latency -----------------------------------------------------------
+def cli_latency(paths: list[Path], query: Path) -> tuple[list[list[str]], float]:
+    """Seconds for `cbir index` of ``paths`` and for fresh `cbir search` processes."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH")]))}
+    with tempfile.TemporaryDirectory() as folder:
+        collection = Path(folder) / "collection"
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "cbir.cli", "index", *map(str, paths), "-c", str(collection), "--json"],
+                       check=True, capture_output=True, env=env)
+        indexing = time.perf_counter() - started
+
+        def timed(arguments: list[str]) -> float:
+            started = time.perf_counter()
+            completed = subprocess.run([sys.executable, *arguments], capture_output=True, text=True, env=env)
+            if completed.returncode != 0:
+                raise RuntimeError(completed.stderr)
+            return time.perf_counter() - started
+
+        search = ["-m", "cbir.cli", "search", str(query), "-c", str(collection), "--json"]
+        first = timed(search)
+        again = [timed(search) for _ in range(3)]
+        imports = statistics.median(timed(["-c", "import cbir.cli"]) for _ in range(3))
+        bare = statistics.median(timed(["-c", "pass"]) for _ in range(3))
+        hits = json.loads(subprocess.run([sys.executable, *search], capture_output=True, text=True, env=env).stdout)["results"]
+    rows = [
+        ["first `cbir search` after indexing", f"{first:.2f}"],
+        ["`cbir search`, median of 3 more", f"{statistics.median(again):.2f}"],
+        ["of which: Python start-up", f"{bare:.2f}"],
+        ["of which: importing cbir (torch, timm, faiss ...)", f"{imports - bare:.2f}"],
+        ["of which: model load, query encoding, search, output", f"{statistics.median(again) - imports:.2f}"],
+    ]
+    if not hits or Path(hits[0]["uri"]).name != query.name:
+        raise RuntimeError(f"the query {query.name} should find itself first; got {hits[:1]}")
+    return rows, indexing
+
+
+# report -----------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.speed", description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=default_data(), help="The shared benchmark data folder (needs corel1k).")
+    parser.add_argument("--images", type=int, default=300, help="Corel photos per extraction run.")
+    parser.add_argument("--large", type=int, default=16, help="12-megapixel JPEGs per extraction run.")
+    parser.add_argument("--rounds", type=int, default=2, help="Alternating rounds; the best of them is reported.")
+    parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000, 1_000_000], help="Vector counts for search.")
+    parser.add_argument("--work", type=Path, default=Path.home() / ".cache" / "cbir" / "bench", help="Where the 12 MP JPEGs are written.")
+    parser.add_argument("--out", type=Path, default=RESULTS / "speed.md")
+    args = parser.parse_args(argv)
+    if not (args.data / "corel1k").is_dir():
+        console.print(f"[red]{args.data / 'corel1k'} is missing: pass --data DIR with the shared benchmark data[/red]")
+        return 2
+    clock = RunClock()
+    spec = EncoderSpec()
+    encoder, naive = Encoder(spec), NaiveExtractor(spec)
+    corel = corel_sample(args.data, args.images)
+    large = large_jpegs(corel_sample(args.data, args.large), args.work / "large_jpegs")
+    extraction = {}
+    for name, paths in (("Corel-1k photos (384x256 JPEG)", corel), ("12-megapixel JPEGs (4243x2829)", large)):
+        console.print(f"extraction: {name}")
+        extraction[name] = measure_extraction(encoder, naive, paths, args.rounds)
+    stages = stage_profile(encoder, corel[:64])
+    profile = pipeline_profile(encoder, corel)
+    search_rows, search_notes = measure_search(args.sizes)
+    console.print("command line latency")
+    latency_rows, indexing = cli_latency(corel, corel[0])
+    write(args, clock, spec, extraction, stages, profile, search_rows, search_notes, latency_rows, indexing, len(corel))
+    console.print(f"written to {args.out}")
+    return 0
+
+
+def write(args, clock, spec, extraction, stages, profile, search_rows, search_notes, latency_rows, indexing, indexed) -> None:
+    rows = []
+    for name, rates in extraction.items():
+        rows.append([
+            name, f"{rates['naive']:.1f}", f"{rates['pipeline']:.1f}", f"{rates['ceiling']:.1f}",
+            f"{rates['pipeline'] / rates['naive']:.2f}x", f"{100 * rates['pipeline'] / rates['ceiling']:.0f}%",
+        ])
+    lines = [
+        "# Speed",
+        "",
+        f"Command: `{command_line()}`",
+        "",
+        *machine_description(),
+        clock.summary(),
+        "",
+        f"## Extraction (images/s, best of {args.rounds} alternating rounds)",
+        "",
+        f"Encoder {spec.backbone} + {spec.pooling}, short side {spec.image_size} px. "
+        f"{args.images} Corel photos and {args.large} JPEGs upscaled from Corel photos to 12 megapixels.",
+        "",
+        "- *naive*: full PIL decode, torchvision Resize(224) + CenterCrop(224), one image per forward pass, NCHW float32. "
+        "It crops to 224x224, so it runs the network on fewer pixels than the pipeline (224x336 for these photos).",
+        "- *pipeline*: `cbir.extraction.extract` (what `cbir index` and `cbir evaluate` run): files read, hashed, "
+        "decoded with JPEG draft scaling and resized in a worker process, batches of 32, channels-last.",
+        "- *ceiling*: the same network on the same batches of ready-made tensors: the forward pass alone.",
+        "",
+        markdown_table(["images", "naive", "pipeline", "ceiling", "pipeline / naive", "pipeline / ceiling"], rows),
+        "",
+        "### Where the time goes",
+        "",
+        "Per image, each stage timed on its own in one process (64 Corel photos):",
+        "",
+        markdown_table(["stage", "ms / image", "share"], stages),
+        "",
+        "Main-process profile of the pipeline (decoding runs in the worker, so it shows as waiting here):",
+        "",
+        "```",
+        profile,
+        "```",
+        "",
+        f"## Search ({DIM}-d synthetic vectors, {QUERIES} queries, k = {K})",
+        "",
+        "Vectors are unit vectors scattered around 2000 random centres (independent uniform vectors would be an "
+        "unrealistically hard case for approximate indexes). Queries come from the same distribution and are not in "
+        "the database. Recall@10 is the share of the exact top 10 (Flat) found; queries/s is for the 1000 queries "
+        "searched as one batch; bytes per vector from the serialised index (ids included). Indexes are cbir's "
+        "`VectorIndex` (FAISS `IndexIDMap2`, inner product).",
+        "",
+        markdown_table(["vectors", "index", "search effort", "build s", "bytes / vector", "queries / s", "recall@10"], search_rows),
+        "",
+        *[f"- {note}" for note in search_notes],
+        "",
+        "## `cbir search` from the command line",
+        "",
+        f"A collection of {indexed} Corel photos (built by `cbir index` in {indexing:.1f} s, "
+        f"{indexed / indexing:.1f} images/s including start-up); one query image, k = 10, JSON output. "
+        "Each search is a fresh process (operating-system file cache warm).",
+        "",
+        markdown_table(["step", "seconds"], latency_rows),
+        "",
+    ]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
