@@ -96,6 +96,7 @@ class Collection:
         self.catalog = Catalog(path / "catalog.sqlite")
         self.lock = FileLock(str(path / ".write.lock"))
         self._encoder: Encoder | None = None
+        self._requested_spec: EncoderSpec | None = None
         self._indexes: dict[str, VectorIndex] = {}
         self._whitening: dict[str, PCAWhitening | None] = {}
 
@@ -125,6 +126,7 @@ class Collection:
         collection = cls(path, Manifest.load(path / "manifest.json"))
         if encoder is not None:
             collection.check_encoder(encoder)
+            collection._requested_spec = encoder
         return collection
 
     @classmethod
@@ -166,7 +168,7 @@ class Collection:
     @property
     def encoder(self) -> Encoder:
         if self._encoder is None:
-            self._encoder = Encoder(self.encoder_spec)
+            self._encoder = Encoder(self._requested_spec or self.encoder_spec)
             if self._encoder.dim != self.manifest.spaces[IMAGE_SPACE].dim:
                 raise CollectionError(
                     f"the encoder now gives {self._encoder.dim}-d vectors but {self.path} holds "
