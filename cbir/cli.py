@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 from pathlib import Path
 from typing import Iterator, Optional
@@ -12,16 +13,18 @@ from rich.table import Table
 
 from cbir.collection.collection import Collection, CollectionError, IndexReport, SearchResult
 from cbir.encoders.backbones import WeightsUnavailableError
-from cbir.encoders.encoder import MULTI_SCALES, EncoderSpec
+from cbir.encoders.encoder import MULTI_SCALES, EncoderSpec, encoder_spec_from_file
 from cbir.encoders.pooling import POOLINGS
 from cbir.faces.cli import faces_app, index_faces, search_faces
 from cbir.io.images import ImageLoadError, load_image
 from cbir.progress import console, progress_bar
+from cbir.training.command import train as train_command
 
 app = typer.Typer(help="Deep content-based retrieval: index a collection, search it by example.", no_args_is_help=True)
 app.add_typer(faces_app, name="faces")
 
 CollectionOption = typer.Option(..., "--collection", "-c", help="Collection directory.")
+EncoderFileOption = typer.Option(None, "--encoder", help="Encoder file written by 'cbir train'.")
 
 
 @contextlib.contextmanager
@@ -41,8 +44,20 @@ def encoder_spec_from_options(
     size: Optional[int],
     multiscale: Optional[bool],
     weights: Optional[Path],
+    encoder_file: Optional[Path] = None,
 ) -> EncoderSpec | None:
-    """An EncoderSpec from the options given, or None when none was given."""
+    """An EncoderSpec from the options given, or None when none was given.
+
+    With ``encoder_file`` (from ``cbir train``) only ``size`` and ``multiscale`` may be changed.
+    """
+    if encoder_file is not None:
+        if backbone or pooling or gem_p is not None or weights:
+            raise ValueError("--encoder FILE already fixes backbone, pooling and weights: drop those options")
+        spec = encoder_spec_from_file(encoder_file)
+        changes = {"image_size": size} if size is not None else {}
+        if multiscale is not None:
+            changes["scales"] = MULTI_SCALES if multiscale else (1.0,)
+        return dataclasses.replace(spec, **changes)
     given = {
         "backbone": backbone,
         "pooling": pooling,
@@ -79,6 +94,7 @@ def index(
     size: Optional[int] = typer.Option(None, help="Short side of the resized image, in pixels (default 224)."),
     multiscale: Optional[bool] = typer.Option(None, "--multiscale/--single-scale", help="Average over scales 1, 1/sqrt(2), 1/2."),
     weights: Optional[Path] = typer.Option(None, help="Backbone weights file (state dict)."),
+    encoder: Optional[Path] = EncoderFileOption,
     index_type: str = typer.Option("Flat", "--index", help="FAISS factory string for a new collection: Flat, HNSW32, IVF256,PQ32 ..."),
     sync: bool = typer.Option(False, "--sync", help="Also remove items whose files were deleted."),
     batch_size: int = typer.Option(32, help="Images per forward pass."),
@@ -88,7 +104,7 @@ def index(
 ) -> None:
     """Index images into a collection; re-running adds only new or changed files."""
     with user_errors():
-        spec = encoder_spec_from_options(backbone, pooling, gem_p, size, multiscale, weights)
+        spec = encoder_spec_from_options(backbone, pooling, gem_p, size, multiscale, weights, encoder)
         if faces:
             return index_faces(directories, collection, None, sync, batch_size, workers, as_json, spec, index_type)
         store = Collection.open_or_create(collection, spec, index_type)
@@ -121,11 +137,12 @@ def search(
     faces: bool = typer.Option(False, "--faces", help="Search with each face of IMAGE: photos of the same people."),
     qe: int = typer.Option(0, "--qe", help="alpha-query expansion with this many first hits (0: off)."),
     qe_alpha: float = typer.Option(3.0, "--qe-alpha", help="Weight hits by score**alpha in query expansion."),
+    encoder: Optional[Path] = typer.Option(None, "--encoder", help="The collection's encoder file, where it has moved."),
 ) -> None:
     """Find the items most similar to IMAGE."""
     if faces:
         return search_faces(image, collection, k, label, as_json, grid)
-    with user_errors(), Collection.open(collection) as store:
+    with user_errors(), Collection.open(collection, encoder_spec_from_file(encoder) if encoder else None) as store:
         if qe > 0:
             from cbir.evaluation.reranking import expanded_search
 
@@ -206,6 +223,7 @@ from cbir.server.command import serve  # noqa: E402
 
 app.add_typer(evaluate_app, name="evaluate")
 app.command()(serve)
+app.command()(train_command)
 
 if __name__ == "__main__":
     app()

@@ -91,6 +91,7 @@ class Collection:
         self.catalog = Catalog(path / "catalog.sqlite")
         self.lock = FileLock(str(path / ".write.lock"))
         self._encoder: Encoder | None = None
+        self._requested_spec: EncoderSpec | None = None
         self._indexes: dict[str, VectorIndex] = {}
         self._whitening: dict[str, PCAWhitening | None] = {}
 
@@ -121,6 +122,7 @@ class Collection:
         collection = cls(path, Manifest.load(path / "manifest.json"))
         if encoder is not None:
             collection.check_encoder(encoder)
+            collection._requested_spec = encoder
         return collection
 
     @classmethod
@@ -162,7 +164,7 @@ class Collection:
     @property
     def encoder(self) -> Encoder:
         if self._encoder is None:
-            self._encoder = shared_encoder(self.encoder_spec)
+            self._encoder = shared_encoder(self._requested_spec or self.encoder_spec)
             if self._encoder.dim != self.manifest.spaces[IMAGE_SPACE].dim:
                 raise CollectionError(
                     f"the encoder now gives {self._encoder.dim}-d vectors but {self.path} holds "

@@ -11,7 +11,9 @@ Names resolve in this order:
 
 Weights come from ``weights`` (a local state-dict file) or else from the
 library's usual cache; when neither has them the error says how to supply
-them. Random weights are never used silently.
+them. Random weights are never used silently: ``pretrained=False`` builds
+the bare architecture only for a caller that loads a complete state dict
+into it (a fine-tuned encoder file).
 """
 
 from __future__ import annotations
@@ -56,15 +58,17 @@ class FeatureMapBackbone(nn.Module):
         return self.body.forward_features(x) if self.uses_forward_features else self.body(x)
 
 
-def create_backbone(name: str, weights: str | Path | None = None) -> tuple[FeatureMapBackbone, InputConfig]:
-    """Build the named backbone with pretrained weights, in eval mode."""
+def create_backbone(
+    name: str, weights: str | Path | None = None, pretrained: bool = True
+) -> tuple[FeatureMapBackbone, InputConfig]:
+    """Build the named backbone in eval mode, with pretrained weights unless ``pretrained`` is False."""
     if name in PACKAGED_LITE:
-        body, config = _packaged_lite(name, weights)
+        body, config = _packaged_lite(name, weights, pretrained)
     elif name.startswith(TORCHVISION_PREFIX):
-        body, config = _torchvision(name.removeprefix(TORCHVISION_PREFIX), weights)
+        body, config = _torchvision(name.removeprefix(TORCHVISION_PREFIX), weights, pretrained)
         return _checked(name, body, config, uses_forward_features=False)
     else:
-        body, config = _timm(name, weights)
+        body, config = _timm(name, weights, pretrained)
     return _checked(name, body, config, uses_forward_features=True)
 
 
@@ -92,8 +96,12 @@ def _read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def _packaged_lite(name: str, weights: str | Path | None) -> tuple[nn.Module, InputConfig]:
+def _packaged_lite(name: str, weights: str | Path | None, pretrained: bool = True) -> tuple[nn.Module, InputConfig]:
     module_name, class_name = PACKAGED_LITE[name]
+    if not pretrained:
+        model = timm.create_model(f"tf_{name}", pretrained=False)
+        config = timm.data.resolve_data_config({}, model=model)
+        return model, InputConfig(tuple(config["mean"]), tuple(config["std"]), config["interpolation"])
     if weights is None:
         try:
             package = importlib.import_module(module_name)
@@ -118,12 +126,16 @@ def _packaged_lite(name: str, weights: str | Path | None) -> tuple[nn.Module, In
     return model, InputConfig(tuple(config["mean"]), tuple(config["std"]), config["interpolation"])
 
 
-def _timm(name: str, weights: str | Path | None) -> tuple[nn.Module, InputConfig]:
+def _timm(name: str, weights: str | Path | None, pretrained: bool = True) -> tuple[nn.Module, InputConfig]:
     if not timm.is_model(name):
         raise ValueError(
             f"unknown backbone {name!r}: use efficientnet_lite0/1/2, a timm model name "
             "(timm.list_models()), or torchvision/NAME"
         )
+    if not pretrained:
+        model = timm.create_model(name, pretrained=False, num_classes=0)
+        config = timm.data.resolve_data_config({}, model=model)
+        return model, InputConfig(tuple(config["mean"]), tuple(config["std"]), config["interpolation"])
     overlay = {"file": str(weights)} if weights is not None else None
     if weights is not None and not Path(weights).is_file():
         raise WeightsUnavailableError(f"weights file {weights} does not exist")
@@ -139,12 +151,14 @@ def _timm(name: str, weights: str | Path | None) -> tuple[nn.Module, InputConfig
     return model, InputConfig(tuple(config["mean"]), tuple(config["std"]), config["interpolation"])
 
 
-def _torchvision(name: str, weights: str | Path | None) -> tuple[nn.Module, InputConfig]:
+def _torchvision(name: str, weights: str | Path | None, pretrained: bool = True) -> tuple[nn.Module, InputConfig]:
     import torchvision
 
     if name not in torchvision.models.list_models(module=torchvision.models):
         raise ValueError(f"unknown torchvision model {name!r}: see torchvision.models.list_models()")
-    if weights is not None:
+    if not pretrained:
+        model = torchvision.models.get_model(name, weights=None)
+    elif weights is not None:
         model = torchvision.models.get_model(name, weights=None)
         model.load_state_dict(_read_state_dict(weights))
     else:

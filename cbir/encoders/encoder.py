@@ -1,4 +1,9 @@
-"""An encoder: backbone + pooling + L2, described by a serialisable ``EncoderSpec``."""
+"""An encoder: backbone + pooling + L2 (+ a learned projection), described by a serialisable ``EncoderSpec``.
+
+A fine-tuned encoder lives in one file (``save_encoder_file``): its spec, its
+weights and a summary of the data it was trained on. ``load_encoder_file``
+gives it back; a spec with ``checkpoint`` set builds the same encoder.
+"""
 
 from __future__ import annotations
 
@@ -16,8 +21,11 @@ from torch import nn
 
 from cbir.encoders.backbones import InputConfig, create_backbone
 from cbir.encoders.pooling import POOLINGS, make_pooling
+from cbir.io.atomic import atomic_write
 
 MULTI_SCALES = (1.0, 1 / math.sqrt(2), 0.5)
+ENCODER_FILE_FORMAT = "cbir-encoder"
+ENCODER_FILE_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -27,7 +35,9 @@ class EncoderSpec:
     ``image_size`` is the length of the short side after resizing (the aspect
     ratio is kept, nothing is cropped); ``max_aspect`` caps the long side at
     that multiple of it. ``scales`` > 1 entry averages descriptors over
-    rescaled copies.
+    rescaled copies. ``checkpoint`` is an encoder file written by
+    ``save_encoder_file`` (fine-tuned weights and projection); its SHA-256
+    is part of the identity, its path is not.
     """
 
     backbone: str = "efficientnet_lite0"
@@ -39,6 +49,8 @@ class EncoderSpec:
     scales: tuple[float, ...] = (1.0,)
     weights: str | None = None
     weights_sha256: str | None = field(default=None)
+    checkpoint: str | None = None
+    checkpoint_sha256: str | None = field(default=None)
 
     def __post_init__(self) -> None:
         if self.pooling not in POOLINGS:
@@ -50,6 +62,8 @@ class EncoderSpec:
             raise ValueError("scales must be positive numbers")
         if self.weights is not None and self.weights_sha256 is None:
             object.__setattr__(self, "weights_sha256", file_sha256(self.weights))
+        if self.checkpoint is not None and self.checkpoint_sha256 is None:
+            object.__setattr__(self, "checkpoint_sha256", file_sha256(self.checkpoint))
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -65,6 +79,7 @@ class EncoderSpec:
         """The fields that must agree for two encoders to give the same vectors."""
         data = self.to_dict()
         data.pop("weights")
+        data.pop("checkpoint")
         return data
 
 
@@ -83,14 +98,31 @@ class Encoder(nn.Module):
     def __init__(self, spec: EncoderSpec = EncoderSpec()):
         super().__init__()
         self.spec = spec
-        self.backbone, self.input_config = create_backbone(spec.backbone, spec.weights)
-        self.backbone.to(memory_format=torch.channels_last)
+        stored = read_encoder_file(spec.checkpoint, spec.checkpoint_sha256) if spec.checkpoint else None
+        self.backbone, self.input_config = create_backbone(spec.backbone, spec.weights, pretrained=stored is None)
         self.pooling = make_pooling(spec.pooling, spec.gem_p, rmac_levels=spec.rmac_levels)
+        self.projection: nn.Linear | None = None
+        if stored is not None:
+            self._load_stored(stored)
+        self.backbone.to(memory_format=torch.channels_last)
         self.eval()
+
+    def _load_stored(self, stored: dict) -> None:
+        if stored["spec"]["backbone"] != self.spec.backbone:
+            raise ValueError(
+                f"{self.spec.checkpoint} holds a {stored['spec']['backbone']} encoder, not {self.spec.backbone}; "
+                "load it with load_encoder_file"
+            )
+        self.backbone.load_state_dict(stored["backbone"])
+        projection = stored.get("projection")
+        if projection is not None:
+            out_dim, in_dim = projection["weight"].shape
+            self.projection = nn.Linear(in_dim, out_dim)
+            self.projection.load_state_dict(projection)
 
     @property
     def dim(self) -> int:
-        return self.backbone.channels
+        return self.projection.out_features if self.projection is not None else self.backbone.channels
 
     def target_size(self, width: int, height: int) -> tuple[int, int]:
         """(width, height) after resizing the short side to ``image_size``."""
@@ -109,10 +141,16 @@ class Encoder(nn.Module):
                 height, width = batch.shape[-2:]
                 size = (max(32, round(height * scale)), max(32, round(width * scale)))
                 scaled = F.interpolate(batch, size=size, mode="bilinear", antialias=True, align_corners=False)
-            features = self.backbone(scaled.contiguous(memory_format=torch.channels_last))
-            descriptor = F.normalize(self.pooling(features).float(), dim=-1)
+            descriptor = self.describe(self.backbone(scaled.contiguous(memory_format=torch.channels_last)))
             total = descriptor if total is None else total + descriptor
         return F.normalize(total, dim=-1)
+
+    def describe(self, features: torch.Tensor) -> torch.Tensor:
+        """L2-normalised descriptors (B x D) of backbone feature maps: pool, L2, projection, L2."""
+        descriptor = F.normalize(self.pooling(features).float(), dim=-1)
+        if self.projection is not None:
+            descriptor = F.normalize(self.projection(descriptor), dim=-1)
+        return descriptor
 
     @torch.inference_mode()
     def encode_images(self, images: list[Image.Image]) -> np.ndarray:
@@ -156,3 +194,57 @@ def image_to_tensor(image: Image.Image, size: tuple[int, int], config: InputConf
     mean = torch.tensor(config.mean).view(3, 1, 1)
     std = torch.tensor(config.std).view(3, 1, 1)
     return array.sub_(mean).div_(std)
+
+
+def save_encoder_file(path: str | Path, encoder: Encoder, training: dict | None = None) -> None:
+    """Write ``encoder`` (spec, backbone weights, projection) and a training summary to one file, atomically."""
+    spec = encoder.spec.to_dict()
+    for key in ("weights", "weights_sha256", "checkpoint", "checkpoint_sha256"):
+        spec[key] = None
+    content = {
+        "format": ENCODER_FILE_FORMAT,
+        "version": ENCODER_FILE_VERSION,
+        "spec": spec,
+        "backbone": {key: value.detach().cpu() for key, value in encoder.backbone.state_dict().items()},
+        "projection": (
+            {key: value.detach().cpu() for key, value in encoder.projection.state_dict().items()}
+            if encoder.projection is not None
+            else None
+        ),
+        "training": training or {},
+    }
+    with atomic_write(path) as stream:
+        torch.save(content, stream)
+
+
+def read_encoder_file(path: str | Path, expected_sha256: str | None = None) -> dict:
+    """The content of an encoder file, checked for format and (when given) SHA-256."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"encoder file {path} does not exist")
+    if expected_sha256 is not None and file_sha256(path) != expected_sha256:
+        raise ValueError(
+            f"encoder file {path} has changed since it was recorded (SHA-256 differs); "
+            "restore the original file or re-index with the new one into a new collection"
+        )
+    try:
+        content = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises UnpicklingError, RuntimeError, EOFError ... on foreign files
+        raise ValueError(f"{path} is not a readable encoder file ({error.__class__.__name__}); make one with 'cbir train'") from None
+    if not isinstance(content, dict) or content.get("format") != ENCODER_FILE_FORMAT:
+        raise ValueError(f"{path} is not a cbir encoder file; make one with 'cbir train'")
+    if content.get("version") != ENCODER_FILE_VERSION:
+        raise ValueError(f"{path}: encoder file version {content.get('version')} is not supported (expected {ENCODER_FILE_VERSION})")
+    return content
+
+
+def encoder_spec_from_file(path: str | Path) -> EncoderSpec:
+    """The spec of the encoder stored in ``path`` (a file written by ``save_encoder_file``)."""
+    stored = read_encoder_file(path)
+    return EncoderSpec.from_dict({**stored["spec"], "checkpoint": str(Path(path).resolve())})
+
+
+def load_encoder_file(path: str | Path) -> Encoder:
+    """The encoder stored in ``path``, ready to encode images."""
+    return Encoder(encoder_spec_from_file(path))
+

@@ -1,0 +1,1 @@
+"""Fine-tuning encoders with verification losses: Siamese (contrastive) and triplet networks."""

@@ -1,0 +1,80 @@
+"""``cbir train``: fine-tune an encoder with a contrastive (Siamese) or triplet loss."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from cbir.training.losses import LOSSES, MINERS
+from cbir.training.validation import MODES
+
+
+def train(
+    data: Path = typer.Argument(..., help="Class subfolders; a root with --labels CSV; a MedMNIST .npz; or a CSV of pairs (a,b,same) or triplets."),
+    out: Path = typer.Option(..., "--out", "-o", help="Encoder file to write (the best epoch); a checkpoint and a curves PNG go beside it."),
+    labels: Optional[Path] = typer.Option(None, help="CSV of filename,class rows for the images under DATA."),
+    split: str = typer.Option("train", help="MedMNIST split to train on (its 'val' split validates)."),
+    loss: str = typer.Option("contrastive", help=f"One of {', '.join(LOSSES)}."),
+    margin: Optional[float] = typer.Option(None, help="Triplet margin (default 0.1) or contrastive negative margin (default 0.7)."),
+    pos_margin: float = typer.Option(0.0, help="Contrastive positive margin."),
+    miner: str = typer.Option("auto", help=f"auto (batch-hard with labels), or one of {', '.join(MINERS)}."),
+    epochs: int = typer.Option(10, help="Most epochs to train."),
+    batch_size: int = typer.Option(32, help="Images per batch."),
+    m_per_class: int = typer.Option(4, help="Images of each class drawn together into a batch."),
+    lr: float = typer.Option(1e-4, help="Learning rate of the backbone stages (AdamW)."),
+    head_lr: float = typer.Option(1e-4, help="Learning rate of the whitening layer."),
+    train_layers: str = typer.Option("auto", help="Backbone stages to train, counted from the top: a number, 'all', or auto (2 on CPU, all on GPU)."),
+    whitening: bool = typer.Option(False, "--whitening/--no-whitening", help="Add a trained whitening layer, started from learned PCA-whitening."),
+    dim: Optional[int] = typer.Option(None, help="Output dimension of the whitening layer."),
+    views: int = typer.Option(3, help="Views cached per training image when the bottom is frozen (1 plain + augmented)."),
+    augment: bool = typer.Option(True, "--augment/--no-augment", help="Random crops, flips and colour changes."),
+    val: str = typer.Option("auto", help=f"Validation: {', '.join(MODES)} (auto: held-out classes with 10+ classes, else held-out images)."),
+    val_fraction: float = typer.Option(0.2, help="Share of classes, images or tuples held out."),
+    monitor: Optional[str] = typer.Option(None, help="Metric for the best epoch and early stopping: P@1, MAP@R (default), mAP."),
+    patience: int = typer.Option(4, help="Stop after this many epochs without improvement."),
+    negatives: int = typer.Option(5, help="Hard negatives per query (pool miner)."),
+    pool_size: int = typer.Option(2000, help="Images re-sampled per epoch to mine negatives from (pool miner)."),
+    backbone: str = typer.Option("efficientnet_lite0", help="Backbone to start from."),
+    size: int = typer.Option(224, help="Short side of the resized image, in pixels."),
+    weights: Optional[Path] = typer.Option(None, help="Backbone weights file (state dict)."),
+    device: str = typer.Option("auto", help="auto (GPU when present), cpu, cuda."),
+    workers: Optional[int] = typer.Option(None, help="Image decoding worker processes."),
+    seed: int = typer.Option(0, help="Random seed."),
+    resume: bool = typer.Option(False, "--resume", help="Go on from the checkpoint beside --out."),
+    as_json: bool = typer.Option(False, "--json", help="Print the run's history as JSON."),
+) -> None:
+    """Fine-tune an encoder (contrastive or triplet loss) and write it as an encoder file for --encoder."""
+    from cbir.cli import user_errors
+    from cbir.progress import console
+    from cbir.training.data import load_training_data
+    from cbir.training.trainer import TrainConfig
+    from cbir.training.trainer import train as run_training
+
+    with user_errors():
+        config = TrainConfig(
+            loss=loss, margin=margin, pos_margin=pos_margin, miner=miner, epochs=epochs, batch_size=batch_size,
+            m_per_class=m_per_class, lr=lr, head_lr=head_lr, train_layers=train_layers, whitening=whitening,
+            whitening_dim=dim, views=views, augment=augment, val=val, val_fraction=val_fraction, monitor=monitor,
+            patience=patience, negatives=negatives, pool_size=pool_size, backbone=backbone, image_size=size,
+            weights=str(weights) if weights else None, device=device, workers=workers, seed=seed,
+        )
+        training_data = load_training_data(data, labels, split)
+        result = run_training(config, training_data, out, resume=resume, quiet=as_json)
+    if as_json:
+        typer.echo(json.dumps({"out": str(out), "best_epoch": result.best_epoch, "seconds": result.seconds,
+                               "history": result.history}, indent=2))
+        return
+    table = Table(title=f"{out} ({result.seconds / 60:.1f} min)")
+    table.add_column("")
+    names = [name for name in result.baseline if name not in ("epoch", "loss", "seconds", "gem_p")]
+    for name in names:
+        table.add_column(name, justify="right")
+    table.add_row("starting encoder", *(f"{result.baseline[name]:.2f}" for name in names))
+    table.add_row(f"best (epoch {result.best_epoch})", *(f"{result.best[name]:.2f}" for name in names))
+    console.print(table)
+    console.print(f"curves: {result.outputs.curves}   checkpoint: {result.outputs.checkpoint}")
+    console.print(f"use it: cbir index DIR --collection C --encoder {out}")

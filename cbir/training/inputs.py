@@ -1,0 +1,203 @@
+"""What the trainable part of the network is fed: cached frozen-stage outputs, or live images.
+
+When only the top of the network trains, the frozen stages give the same
+output for an image every epoch, so ``CachedFeatures`` computes it once per
+view (view 0 plain, the others augmented) and training runs on the cache:
+epochs cost a fraction of a full forward pass. When the whole network
+trains, ``LiveImages`` decodes and augments images in worker processes as
+batches are needed.
+
+Both hand out batches as groups of same-shaped tensors (images keep their
+aspect ratio), each with the positions of its members in the batch.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from cbir.encoders.encoder import Encoder, image_to_tensor, resized_size
+from cbir.extraction import default_workers
+from cbir.io.images import ImageLoadError, load_image
+from cbir.training.augment import RetrievalAugmentation
+from cbir.training.network import TrainableEncoder
+
+Group = tuple[np.ndarray, torch.Tensor]  # positions in the batch, stacked inputs
+Progress = Callable[[int, int], None]
+
+
+class _Decoder(Dataset):
+    """Item ``(index, augmented)`` -> ``(index, tensor or None, error or None)``."""
+
+    def __init__(self, sources: Sequence, encoder: Encoder, augmentation: RetrievalAugmentation | None):
+        self.sources = sources
+        self.short_side = encoder.spec.image_size
+        self.max_aspect = encoder.spec.max_aspect
+        self.input_config = encoder.input_config
+        self.augmentation = augmentation
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    def __getitem__(self, item: tuple[int, bool]):
+        index, augmented = item
+        try:
+            image = load_image(self.sources[index], min_side=self.short_side)
+        except ImageLoadError as error:
+            return index, None, str(error)
+        if augmented and self.augmentation is not None:
+            image = self.augmentation(image)
+        return index, self._tensor(image), None
+
+    def _tensor(self, image: Image.Image) -> torch.Tensor:
+        return image_to_tensor(image, resized_size(*image.size, self.short_side, self.max_aspect), self.input_config)
+
+
+def _as_list(batch: list) -> list:
+    return batch
+
+
+def group_by_shape(tensors: Sequence[torch.Tensor]) -> list[Group]:
+    """Stack same-shaped tensors together; each group keeps the positions of its members."""
+    positions: dict[tuple[int, ...], list[int]] = {}
+    for position, tensor in enumerate(tensors):
+        positions.setdefault(tuple(tensor.shape), []).append(position)
+    return [(np.array(rows), torch.stack([tensors[row] for row in rows])) for rows in positions.values()]
+
+
+def _loader(decoder: _Decoder, items: list[list[tuple[int, bool]]], workers: int | None) -> DataLoader:
+    workers = default_workers() if workers is None else workers
+    return DataLoader(
+        decoder,
+        batch_sampler=items,
+        num_workers=workers if len(items) > 1 else 0,
+        collate_fn=_as_list,
+        prefetch_factor=4 if workers and len(items) > 1 else None,
+    )
+
+
+class TrainingInputs:
+    """Common part: embedding a set of images with the current network, plain view, no gradients."""
+
+    def batches(self, index_batches: Sequence[np.ndarray], augment: bool) -> Iterator[list[Group]]:
+        raise NotImplementedError
+
+    def descriptors(self, network: TrainableEncoder, inputs: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def embed(self, network: TrainableEncoder, indices: np.ndarray, batch_size: int = 64) -> torch.Tensor:
+        """Descriptors (N x D, on the CPU) of images ``indices``, in order."""
+        chunks = [indices[start : start + batch_size] for start in range(0, len(indices), batch_size)]
+        out = []
+        for groups in self.batches(chunks, augment=False):
+            out.append(assemble(groups, lambda tensor: self.descriptors(network, tensor)).cpu())
+        return torch.cat(out) if out else torch.empty(0, network.encoder.dim)
+
+
+def assemble(groups: list[Group], describe: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """Descriptors of a batch given as shape groups, back in batch order."""
+    size = sum(len(positions) for positions, _ in groups)
+    parts = [(positions, describe(tensor)) for positions, tensor in groups]
+    out = parts[0][1].new_empty((size, parts[0][1].shape[1]))
+    for positions, descriptors in parts:
+        out[torch.from_numpy(positions).to(out.device)] = descriptors
+    return out
+
+
+class CachedFeatures(TrainingInputs):
+    """Frozen-stage outputs (float16, in memory) of every image under a few views.
+
+    ``build`` computes view 0 (plain) for all images and reports those that
+    cannot be read; ``add_views`` computes augmented views of the training
+    images. A training batch draws one random view per image.
+    """
+
+    def __init__(self, network: TrainableEncoder, sources: Sequence, device: torch.device,
+                 augmentation: RetrievalAugmentation | None, workers: int | None = None, batch_size: int = 32):
+        self.network = network
+        self.decoder = _Decoder(sources, network.encoder, augmentation)
+        self.device = device
+        self.workers = workers
+        self.batch_size = batch_size
+        self.views: list[dict[int, torch.Tensor]] = [{}]
+        self.rng = np.random.default_rng(0)
+
+    def build(self, indices: np.ndarray, progress: Progress | None = None) -> dict[int, str]:
+        """Cache the plain view of ``indices``; returns {index: reason} for unreadable images."""
+        return self._compute(self.views[0], indices, augmented=False, progress=progress)
+
+    def add_views(self, indices: np.ndarray, count: int, progress: Progress | None = None) -> None:
+        """Cache ``count`` augmented views of ``indices``."""
+        for view in range(count):
+            self.views.append({})
+            self._compute(self.views[-1], indices, augmented=True,
+                          progress=(lambda done, total, v=view: progress(v * total + done, count * total)) if progress else None)
+
+    def _compute(self, store: dict[int, torch.Tensor], indices: np.ndarray, augmented: bool, progress: Progress | None) -> dict[int, str]:
+        items = [[(int(i), augmented) for i in indices[start : start + self.batch_size]]
+                 for start in range(0, len(indices), self.batch_size)]
+        broken: dict[int, str] = {}
+        done = 0
+        for batch in _loader(self.decoder, items, self.workers):
+            ready = [(index, tensor) for index, tensor, error in batch if tensor is not None]
+            broken.update({index: error for index, tensor, error in batch if tensor is None})
+            if ready:
+                for positions, stacked in group_by_shape([tensor for _, tensor in ready]):
+                    features = self.network.bottom_features(stacked.to(self.device)).to("cpu", torch.float16)
+                    for position, feature in zip(positions, features):
+                        store[ready[position][0]] = feature.contiguous()
+            done += len(batch)
+            if progress is not None:
+                progress(done, len(indices))
+        return broken
+
+    def batches(self, index_batches: Sequence[np.ndarray], augment: bool) -> Iterator[list[Group]]:
+        for indices in index_batches:
+            if augment:
+                views = self.rng.integers(0, len(self.views), size=len(indices))
+                tensors = [self.views[v].get(int(i), self.views[0][int(i)]) for i, v in zip(indices, views)]
+            else:
+                tensors = [self.views[0][int(i)] for i in indices]
+            yield group_by_shape(tensors)
+
+    def descriptors(self, network: TrainableEncoder, inputs: torch.Tensor) -> torch.Tensor:
+        return network.top_descriptors(inputs.to(self.device, torch.float32))
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for view in self.views for t in view.values())
+
+
+class LiveImages(TrainingInputs):
+    """Images decoded (and augmented for training) in worker processes, batch by batch."""
+
+    def __init__(self, encoder: Encoder, sources: Sequence, device: torch.device,
+                 augmentation: RetrievalAugmentation | None, workers: int | None = None):
+        self.decoder = _Decoder(sources, encoder, augmentation)
+        self.device = device
+        self.workers = workers
+
+    def check(self, indices: np.ndarray, batch_size: int = 32, progress: Progress | None = None) -> dict[int, str]:
+        """Decode every image once; returns {index: reason} for those that cannot be read."""
+        items = [[(int(i), False) for i in indices[start : start + batch_size]] for start in range(0, len(indices), batch_size)]
+        broken: dict[int, str] = {}
+        done = 0
+        for batch in _loader(self.decoder, items, self.workers):
+            broken.update({index: error for index, tensor, error in batch if tensor is None})
+            done += len(batch)
+            if progress is not None:
+                progress(done, len(indices))
+        return broken
+
+    def batches(self, index_batches: Sequence[np.ndarray], augment: bool) -> Iterator[list[Group]]:
+        items = [[(int(i), augment) for i in indices] for indices in index_batches]
+        for batch in _loader(self.decoder, items, self.workers):
+            yield group_by_shape([tensor for _, tensor, _ in batch])
+
+    def descriptors(self, network: TrainableEncoder, inputs: torch.Tensor) -> torch.Tensor:
+        return network(inputs.to(self.device))

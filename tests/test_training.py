@@ -1,0 +1,223 @@
+"""Fine-tuning: data readers, miners, the network split, a short training run, the encoder file."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from cbir.encoders.encoder import Encoder, EncoderSpec, encoder_spec_from_file, load_encoder_file
+from cbir.io.medmnist import read_medmnist
+from cbir.training.data import load_training_data, read_tuples_file
+from cbir.training.mining import PoolHardNegatives, index_tuple
+from cbir.training.network import TrainableEncoder, backbone_stages
+from cbir.training.trainer import TrainConfig, train
+
+SIZE = 64
+FAST = dict(image_size=SIZE, epochs=3, batch_size=12, m_per_class=4, views=2, workers=0, lr=1e-3, patience=10)
+
+
+def class_image(label: int, seed: int) -> Image.Image:
+    """Class = shape and colour family (circles / bars / crosses); position, size and tint vary by seed."""
+    rng = np.random.default_rng(1000 * label + seed)
+    base = [(200, 60, 60), (60, 160, 60), (60, 60, 200)][label]
+    image = Image.new("RGB", (96, 80), tuple(int(v) for v in rng.integers(0, 80, 3)))
+    draw = ImageDraw.Draw(image)
+    for _ in range(3):
+        x, y, r = int(rng.integers(10, 80)), int(rng.integers(10, 64)), int(rng.integers(6, 16))
+        colour = tuple(int(np.clip(c + rng.integers(-40, 40), 0, 255)) for c in base)
+        if label == 0:
+            draw.ellipse([x - r, y - r, x + r, y + r], fill=colour)
+        elif label == 1:
+            draw.rectangle([x - r, y - 3, x + r, y + 3], fill=colour)
+        else:
+            draw.line([x - r, y - r, x + r, y + r], fill=colour, width=4)
+            draw.line([x - r, y + r, x + r, y - r], fill=colour, width=4)
+    return image
+
+
+@pytest.fixture(scope="module")
+def class_folders(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("classes")
+    for label in range(3):
+        folder = root / f"class{label}"
+        folder.mkdir()
+        for seed in range(8):
+            class_image(label, seed).save(folder / f"{seed}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(class_folders, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "model.pt"
+    data = load_training_data(class_folders)
+    config = TrainConfig(loss="contrastive", miner="none", whitening=True, whitening_dim=16, val="images", **FAST)
+    return train(config, data, out, quiet=True), data
+
+
+def test_class_folders_and_labels_csv(class_folders, tmp_path):
+    data = load_training_data(class_folders)
+    assert data.kind == "labels" and len(data) == 24 and data.class_names == ["class0", "class1", "class2"]
+    assert np.bincount(data.labels).tolist() == [8, 8, 8]
+    csv = tmp_path / "labels.csv"
+    csv.write_text("filename,class_id,class_name\n" + "".join(f"class{c}/{s}.png,{c},name{c}\n" for c in (2, 0) for s in range(3)))
+    from_csv = load_training_data(class_folders, csv)
+    assert from_csv.class_names == ["name0", "name2"] and from_csv.labels.tolist() == [1, 1, 1, 0, 0, 0]
+
+
+def test_tuple_files_are_told_apart(class_folders, tmp_path):
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text(f"a,b,same\n{class_folders}/class0/0.png,{class_folders}/class0/1.png,1\n"
+                     f"{class_folders}/class0/0.png,{class_folders}/class1/1.png,0\n"
+                     f"{class_folders}/class0/0.png,{class_folders}/missing.png,0\n")
+    data = read_tuples_file(pairs)
+    assert data.kind == "pairs" and data.tuples.tolist() == [[0, 1, 1], [0, 2, 0]]
+    assert "1 rows naming missing files dropped" in data.origin
+    triplets = tmp_path / "triplets.txt"
+    triplets.write_text(f"{class_folders}/class0/0.png {class_folders}/class0/1.png {class_folders}/class2/1.png\n")
+    assert read_tuples_file(triplets).kind == "triplets"
+
+
+def test_index_tuples_for_each_loss():
+    rows = np.array([[10, 11, 20, 30], [12, 10, 31, 20]])
+    a1, p, a2, n = index_tuple(rows, "tuples", "contrastive")
+    images = np.unique(rows)  # 10 11 12 20 30 31
+    assert images[a1].tolist() == [10, 12] and images[p].tolist() == [11, 10]
+    assert images[a2].tolist() == [10, 10, 12, 12] and images[n].tolist() == [20, 30, 31, 20]
+    a, p, n = index_tuple(rows, "tuples", "triplet")
+    assert images[a].tolist() == [10, 10, 12, 12] and images[p].tolist() == [11, 11, 10, 10]
+    pairs = np.array([[5, 6, 1], [5, 7, 0]])
+    a1, p, a2, n = index_tuple(pairs, "pairs", "contrastive")
+    assert (a1.tolist(), p.tolist(), a2.tolist(), n.tolist()) == ([0], [1], [0], [2])
+    with pytest.raises(ValueError, match="contrastive"):
+        index_tuple(pairs, "pairs", "triplet")
+
+
+def test_pool_miner_picks_nearest_negatives_one_per_class():
+    labels = np.array([0, 0, 1, 1, 2, 2, 3, 3])
+    vectors = torch.nn.functional.normalize(torch.tensor(
+        [[1, 0], [1, 0.1], [1, 0.2], [0, 1], [1, 0.3], [0, 1], [-1, 0], [-1, 0.1]], dtype=torch.float32), dim=1)
+    miner = PoolHardNegatives(negatives=2, pool_size=100)
+    rows = miner.tuples(labels, np.arange(8), lambda idx: vectors[idx], np.random.default_rng(0))
+    by_query = {row[0]: row for row in rows}
+    assert by_query[0][1] == 1
+    assert by_query[0][2:].tolist() == [2, 4]  # nearest of class 1, then nearest of class 2; not image 3 (class 1 again)
+
+
+def test_stages_reproduce_the_backbone(encoder):
+    stages = backbone_stages(encoder.backbone)
+    assert len(stages) == 9
+    net = TrainableEncoder(Encoder(EncoderSpec(pooling="gem", image_size=SIZE)), train_layers=2)
+    trainable = [name for name, p in net.encoder.backbone.named_parameters() if p.requires_grad]
+    assert trainable and all(".blocks.6." in name or "conv_head" in name or ".bn2." in name for name in trainable)
+    image = torch.rand(2, 3, SIZE, SIZE)
+    reference = Encoder(EncoderSpec(pooling="gem", image_size=SIZE))
+    with torch.no_grad():
+        assert torch.allclose(net(image), reference(image), atol=1e-5)
+
+
+def test_training_lowers_the_loss_and_beats_the_start(trained):
+    result, _ = trained
+    losses = [entry["loss"] for entry in result.history[1:]]
+    assert len(losses) == 3 and losses[-1] < losses[0]
+    assert result.best[result.monitor] >= result.baseline[result.monitor]
+    assert result.outputs.curves.stat().st_size > 10_000 and result.outputs.checkpoint.is_file()
+
+
+def test_saved_encoder_reloads_with_identical_descriptors(trained, class_folders):
+    result, data = trained
+    images = [Image.open(path).convert("RGB") for path in data.sources[::5]]
+    first, second = load_encoder_file(result.outputs.model), load_encoder_file(result.outputs.model)
+    assert first.dim == 16 and first.spec.pooling == "gem" and first.spec.image_size == SIZE
+    assert first.spec.checkpoint_sha256 and first.spec.gem_p == pytest.approx(result.best["gem_p"])
+    vectors = first.encode_images(images)
+    assert np.array_equal(vectors, second.encode_images(images))
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    off_the_shelf = Encoder(EncoderSpec(pooling="gem", image_size=SIZE))
+    assert not np.allclose(off_the_shelf.encode_images(images)[:, :16], vectors, atol=1e-2)
+    summary = torch.load(result.outputs.model, weights_only=True)["training"]
+    assert summary["data"]["classes"] == 3 and summary["loss"] == "contrastive" and summary["best_epoch"] == result.best_epoch
+
+
+def test_triplets_file_and_resume(class_folders, tmp_path):
+    lines = [f"{class_folders}/class{c}/{s}.png,{class_folders}/class{c}/{s + 1}.png,{class_folders}/class{(c + 1) % 3}/{s}.png"
+             for c in range(3) for s in range(6)]
+    triplets = tmp_path / "triplets.csv"
+    triplets.write_text("\n".join(lines) + "\n")
+    config = TrainConfig(loss="triplet", **{**FAST, "epochs": 2})
+    first = train(config, read_tuples_file(triplets), tmp_path / "t.pt", quiet=True)
+    assert "triplet accuracy" in first.baseline and [e["epoch"] for e in first.history] == [0, 1, 2]
+    longer = TrainConfig(loss="triplet", **{**FAST, "epochs": 3})
+    resumed = train(longer, read_tuples_file(triplets), tmp_path / "t.pt", resume=True, quiet=True)
+    assert [e["epoch"] for e in resumed.history] == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="other data or settings"):
+        train(TrainConfig(loss="contrastive", **FAST), read_tuples_file(triplets), tmp_path / "t.pt", resume=True, quiet=True)
+
+
+def test_unreadable_images_are_skipped_and_reported(class_folders, tmp_path):
+    root = tmp_path / "data"
+    for label in range(2):
+        (root / f"c{label}").mkdir(parents=True)
+        for seed in range(5):
+            class_image(label, seed).save(root / f"c{label}" / f"{seed}.png")
+    (root / "c0" / "broken.png").write_bytes(b"\x89PNG not really")
+    config = TrainConfig(miner="batch-hard", val="none", **{**FAST, "epochs": 1})
+    result = train(config, load_training_data(root), tmp_path / "m.pt", quiet=True)
+    assert list(result.skipped) == ["c0/broken.png"] and "not a recognised image format" in result.skipped["c0/broken.png"]
+
+
+def test_medmnist_reader(tmp_path):
+    path = tmp_path / "tiny.npz"
+    rng = np.random.default_rng(0)
+    np.savez(path, train_images=rng.integers(0, 255, (6, 28, 28), dtype=np.uint8), train_labels=np.arange(6).reshape(6, 1) % 2,
+             test_images=rng.integers(0, 255, (2, 28, 28), dtype=np.uint8), test_labels=np.array([[0, 1, 1], [1, 0, 0]]))
+    train_split = read_medmnist(path, "train")
+    assert train_split.class_labels().tolist() == [0, 1, 0, 1, 0, 1] and train_split.image(0).size == (28, 28)
+    assert train_split.image(0).mode == "RGB"
+    with pytest.raises(ValueError, match="multi-label"):
+        read_medmnist(path, "test").class_labels()
+    with pytest.raises(ValueError, match="has no split 'val'; it has test, train"):
+        read_medmnist(path, "val")
+
+
+def test_cli_train_then_index_and_search_with_the_encoder(trained, class_folders, tmp_path):
+    result, _ = trained
+    run = lambda *args: subprocess.run([sys.executable, "-m", "cbir.cli", *args], capture_output=True, text=True)  # noqa: E731
+    collection = tmp_path / "collection"
+    indexed = run("index", str(class_folders), "--collection", str(collection), "--encoder", str(result.outputs.model), "--json")
+    assert indexed.returncode == 0, indexed.stderr
+    assert json.loads(indexed.stdout)["added"] == 24
+    info = json.loads(run("info", "--collection", str(collection), "--json").stdout)
+    assert info["encoder"]["checkpoint_sha256"] == encoder_spec_from_file(result.outputs.model).checkpoint_sha256
+    assert info["spaces"]["image"]["dim"] == 16
+    found = run("search", str(class_folders / "class1" / "3.png"), "--collection", str(collection), "--json", "-k", "1")
+    assert found.returncode == 0, found.stderr
+    assert json.loads(found.stdout)["results"][0]["uri"].endswith("class1/3.png")
+    clash = run("index", str(class_folders), "--collection", str(collection), "--encoder", str(result.outputs.model), "--backbone", "resnet50")
+    assert clash.returncode == 2 and "--encoder FILE already fixes" in clash.stderr
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"nonsense")
+    refused = run("index", str(class_folders), "--collection", str(tmp_path / "c2"), "--encoder", str(bad))
+    assert refused.returncode == 2 and "not a readable encoder file" in refused.stderr
+
+
+def test_cli_train_rejects_unknown_data(tmp_path):
+    (tmp_path / "notes.md").write_text("hello")
+    run = subprocess.run([sys.executable, "-m", "cbir.cli", "train", str(tmp_path / "notes.md"), "--out", str(tmp_path / "m.pt")],
+                         capture_output=True, text=True)
+    assert run.returncode == 2 and "cannot tell what" in run.stderr
+
+
+def test_whole_network_trains_with_pool_mining(class_folders, tmp_path):
+    config = TrainConfig(loss="triplet", miner="pool", negatives=2, train_layers="all", val="none", **{**FAST, "epochs": 1})
+    result = train(config, load_training_data(class_folders), tmp_path / "all.pt", quiet=True)
+    assert np.isfinite(result.history[-1]["loss"]) and result.best_epoch == 1
+    trained_stem = load_encoder_file(tmp_path / "all.pt").backbone.body.conv_stem.weight
+    pretrained_stem = Encoder(EncoderSpec(image_size=SIZE)).backbone.body.conv_stem.weight
+    assert not torch.equal(trained_stem, pretrained_stem)
