@@ -114,13 +114,19 @@ class Collection:
         return collection
 
     @classmethod
-    def open(cls, path: str | Path, encoder: EncoderSpec | None = None) -> "Collection":
-        """Open an existing collection; ``encoder``, when given, must be the one it was built with."""
+    def open(cls, path: str | Path, encoder: EncoderSpec | Encoder | None = None) -> "Collection":
+        """Open an existing collection; ``encoder``, when given, must be the one it was built with.
+
+        A loaded ``Encoder`` is used as it is rather than loaded again.
+        """
         path = Path(path)
         if not (path / "manifest.json").is_file():
             raise CollectionError(f"no collection at {path}: create one with 'cbir index DIR --collection {path}'")
         collection = cls(path, Manifest.load(path / "manifest.json"))
-        if encoder is not None:
+        if isinstance(encoder, Encoder):
+            collection.check_encoder(encoder.spec)
+            collection._encoder = encoder
+        elif encoder is not None:
             collection.check_encoder(encoder)
             collection._requested_spec = encoder
         return collection
