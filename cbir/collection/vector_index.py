@@ -117,7 +117,10 @@ class VectorIndex:
         if allowed_ids is None:
             return self.index.search(queries, k)
         selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed_ids, dtype=np.int64))
-        return self.index.search(queries, min(k, len(allowed_ids)), params=faiss.SearchParameters(sel=selector))
+        # faiss.contrib.torch_utils (imported by pytorch-metric-learning) replaces ``search`` with a
+        # version without ``params`` and keeps the numpy one as ``search_numpy``.
+        numpy_search = getattr(self.index, "search_numpy", self.index.search)
+        return numpy_search(queries, min(k, len(allowed_ids)), params=faiss.SearchParameters(sel=selector))
 
     def set_search_effort(self, effort: int) -> None:
         """HNSW efSearch / IVF nprobe: higher is more exact and slower."""
