@@ -145,7 +145,7 @@ def stage_profile(encoder: Encoder, paths: list[Path]) -> list[list[str]]:
         tensors.append(image_to_tensor(image, encoder.target_size(*image.size), encoder.input_config))
         t3 = time.perf_counter()
         read, decode, prepare = read + t1 - t0, decode + t2 - t1, prepare + t3 - t2
-    forward = len(paths) / ceiling_rate(encoder, tensors)
+    forward = 1.0 / ceiling_rate(encoder, tensors)  # seconds per image
     per_image = [read / len(paths), decode / len(paths), prepare / len(paths), forward]
     names = ["read + hash", "decode (JPEG draft)", "resize + normalise", "forward (batched)"]
     total = sum(per_image)
