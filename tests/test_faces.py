@@ -141,6 +141,22 @@ def test_cnn_detector_agrees_with_hog():
     assert len(faces) == 1 and _iou(faces[0].box, (76, 76, 166, 167)) > 0.5
 
 
+def test_chips_are_the_chips_dlibs_model_expects(analyzer):
+    import dlib
+
+    from cbir.faces.alignment import View, aligned_chips, landmarks
+
+    pixels = np.asarray(astronaut())
+    shape = landmarks(pixels, [analyzer.scan(pixels).faces[0].box])[0]
+    plain, mirrored, zoomed_out = aligned_chips(pixels, [shape], views=(View(), View(mirror=True), View(scale=1.04)))
+    assert np.array_equal(plain, dlib.get_face_chip(pixels, shape, 150, 0.25))
+    assert np.array_equal(mirrored, plain[:, ::-1])
+    # zooming out 4 % is padding the chip more: (1 + 2 * 0.28) = 1.04 * (1 + 2 * 0.25)
+    wider = dlib.get_face_chip(pixels, shape, 150, 0.28)
+    assert np.abs(zoomed_out.astype(int) - wider.astype(int)).mean() < 1.0
+    assert np.abs(plain.astype(int) - wider.astype(int)).mean() > 5.0
+
+
 def test_test_time_views_change_the_vector_and_the_space(analyzer):
     single = FaceAnalyzer(FaceSpec(tta="none"))
     jitter = FaceAnalyzer(FaceSpec(tta="jitter"))
