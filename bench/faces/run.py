@@ -196,7 +196,9 @@ def lfw_section(
         f"Descriptors of all variants for the {len(paths)} images took {seconds:.0f} s with {workers} worker processes.",
     ]
     if "jitter" not in view_sets(views):
-        lines.append("Run with `--lean`: jitter (8 views) and the YuNet detector were not measured on LFW (see ORL for jitter).")
+        lines.append("Jitter (8 views) was not measured on LFW in this run (`--lean`; see ORL).")
+    if not yunet_model:
+        lines.append("The YuNet detector was not measured on LFW in this run (`--lean` or `--no-yunet`; see Timing).")
     if yunet_model:
         lines.append(f"YuNet run, which detector gave the face: {dict(Counter(d['yunet_detector'] for d in described.values()))}.")
     default = rule_name(DEFAULT_TTA)
@@ -457,6 +459,7 @@ def main() -> None:
         "--lean", action="store_true",
         help="LFW with 2 views (none and flip rows) and without the YuNet row, a third of the work; jitter is then measured on ORL only",
     )
+    parser.add_argument("--no-yunet", action="store_true", help="leave out the YuNet row of LFW (one more descriptor per image)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "faces.md")
     parser.add_argument("--cache", type=Path, help="folder keeping the LFW and ORL descriptors for a later run over the same images")
     args = parser.parse_args()
@@ -464,7 +467,8 @@ def main() -> None:
         sys.exit(f"{args.data} lacks lfw_dev/ or orl_faces/: give --data the benchmark data folder")
     yunet = args.data / "weights" / "yunet_face_detector"
     yunet_model = str(yunet) if yunet.is_dir() else None
-    lfw_views, lfw_yunet = ("flip", None) if args.lean else ("jitter", yunet_model)
+    lfw_views = "flip" if args.lean else "jitter"
+    lfw_yunet = None if args.lean or args.no_yunet else yunet_model
     started = time.perf_counter()
     lfw_text, lfw = lfw_section(args.data, args.workers, lfw_views, lfw_yunet, args.quick, args.cache)
     console.print("\n".join(lfw_text))
