@@ -416,6 +416,27 @@ def test_cli_enrol_identify_verify_list_remove(tmp_path, photos):
     assert no_face.exit_code == 2 and "no face found" in no_face.output
 
 
+def test_cli_evaluate_pairs_with_faces(tmp_path):
+    images = tmp_path / "people"
+    for name, pictures in (
+        ("astro", (astronaut(), ImageOps.mirror(astronaut()).resize((180, 180)))),
+        ("hopper", (hopper(), ImageEnhance.Brightness(hopper()).enhance(0.8).resize((260, 260)))),
+    ):
+        (images / name).mkdir(parents=True)
+        for number, picture in enumerate(pictures, 1):
+            picture.save(images / name / f"{name}_{number:04d}.jpg", quality=95)
+    (tmp_path / "pairs.txt").write_text("1\t2\nastro\t1\t2\nhopper\t1\t2\nastro\t1\thopper\t1\nastro\t2\thopper\t2\n")
+    out = tmp_path / "pairs.json"
+    args = ["evaluate", "pairs", str(tmp_path / "pairs.txt"), "--images", str(images), "--json", str(out)]
+    result = CliRunner().invoke(app, args + ["--faces", "--tta", "none"])
+    assert result.exit_code == 0, result.output
+    written = json.loads(out.read_text())
+    assert written["metrics"]["accuracy"] == 100.0 and written["config"]["pairs"] == 4
+    assert written["config"]["encoder"]["tta"] == "none" and written["config"]["encoder"]["detector"]["detector"] == "hog"
+    refused = CliRunner().invoke(app, args + ["--tta", "jitter"])
+    assert refused.exit_code != 0 and "add --faces" in refused.output
+
+
 def test_cli_index_and_search_by_face(tmp_path, photos):
     album = tmp_path / "album"
     album.mkdir()
