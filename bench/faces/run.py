@@ -46,6 +46,7 @@ FAR = 1e-3
 _analyzer: FaceAnalyzer | None = None
 _yunet: FaceAnalyzer | None = None
 _baseline = True
+REUSED: list[str] = []  # descriptors read from --cache, for the header
 
 
 def _start_worker(views: str, yunet_model: str | None, baseline: bool) -> None:
@@ -94,6 +95,7 @@ def describe_all(
         stored = pickle.loads(file.read_bytes())
         if stored["key"] == key:
             console.print(f"{label}: descriptors read from {file}")
+            REUSED.append(f"{label} ({stored['seconds']:.0f} s when computed)")
             return stored["described"], stored["seconds"]
     started = time.perf_counter()
     context = multiprocessing.get_context("fork")
@@ -488,7 +490,8 @@ def main() -> None:
         "",
         f"Command: `{command.strip()}` ({time.perf_counter() - started:.0f} s). Machine: {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} cores, {platform.platform()}, Python {platform.python_version()}, dlib {_version('dlib')}, "
-        f"opencv {_version('cv2')}. Date: {time.strftime('%Y-%m-%d')}.",
+        f"opencv {_version('cv2')}. Date: {time.strftime('%Y-%m-%d')}."
+        + (f" Descriptors read from the cache of an earlier run of this code: {', '.join(REUSED)}." if REUSED else ""),
         "",
         "Faces: dlib's 5-point landmarks, 150 px chips with 25 % padding, dlib's ResNet descriptor "
         "(face_recognition_models). Similarities are cosines of L2-normalised descriptors unless the row says otherwise.",
