@@ -321,7 +321,7 @@ def head_lines(orl: dict, seeds: int = 3) -> list[str]:
     lines = [
         f"A linear 128 -> 128 head, started at the identity, trained for 40 epochs (Adam 1e-3, m-per-class batches of "
         f"10 people x 4) on the descriptors of half the ORL people and evaluated on the other half; mean of {seeds} random splits. "
-        "`cbir.training` is not on this branch, so the head is trained here with pytorch-metric-learning directly.",
+        "The head is trained here with pytorch-metric-learning directly.",
         "",
         "| descriptor | rank-1 % (5 enrolled / 5 queries) | leave-one-out mAP % |",
         "| --- | --- | --- |",
