@@ -141,6 +141,22 @@ def test_cnn_detector_agrees_with_hog():
     assert len(faces) == 1 and _iou(faces[0].box, (76, 76, 166, 167)) > 0.5
 
 
+def test_chips_are_the_chips_dlibs_model_expects(analyzer):
+    import dlib
+
+    from cbir.faces.alignment import View, aligned_chips, landmarks
+
+    pixels = np.asarray(astronaut())
+    shape = landmarks(pixels, [analyzer.scan(pixels).faces[0].box])[0]
+    plain, mirrored, zoomed_out = aligned_chips(pixels, [shape], views=(View(), View(mirror=True), View(scale=1.04)))
+    assert np.array_equal(plain, dlib.get_face_chip(pixels, shape, 150, 0.25))
+    assert np.array_equal(mirrored, plain[:, ::-1])
+    # zooming out 4 % is padding the chip more: (1 + 2 * 0.28) = 1.04 * (1 + 2 * 0.25)
+    wider = dlib.get_face_chip(pixels, shape, 150, 0.28)
+    assert np.abs(zoomed_out.astype(int) - wider.astype(int)).mean() < 1.0
+    assert np.abs(plain.astype(int) - wider.astype(int)).mean() > 5.0
+
+
 def test_test_time_views_change_the_vector_and_the_space(analyzer):
     single = FaceAnalyzer(FaceSpec(tta="none"))
     jitter = FaceAnalyzer(FaceSpec(tta="jitter"))
@@ -398,6 +414,27 @@ def test_cli_enrol_identify_verify_list_remove(tmp_path, photos):
     assert missing.exit_code == 2 and "not enrolled" in missing.output
     no_face = runner.invoke(app, ["faces", "verify", str(photos["empty"]), str(photos["hopper"])])
     assert no_face.exit_code == 2 and "no face found" in no_face.output
+
+
+def test_cli_evaluate_pairs_with_faces(tmp_path):
+    images = tmp_path / "people"
+    for name, pictures in (
+        ("astro", (astronaut(), ImageOps.mirror(astronaut()).resize((180, 180)))),
+        ("hopper", (hopper(), ImageEnhance.Brightness(hopper()).enhance(0.8).resize((260, 260)))),
+    ):
+        (images / name).mkdir(parents=True)
+        for number, picture in enumerate(pictures, 1):
+            picture.save(images / name / f"{name}_{number:04d}.jpg", quality=95)
+    (tmp_path / "pairs.txt").write_text("1\t2\nastro\t1\t2\nhopper\t1\t2\nastro\t1\thopper\t1\nastro\t2\thopper\t2\n")
+    out = tmp_path / "pairs.json"
+    args = ["evaluate", "pairs", str(tmp_path / "pairs.txt"), "--images", str(images), "--json", str(out)]
+    result = CliRunner().invoke(app, args + ["--faces", "--tta", "none"])
+    assert result.exit_code == 0, result.output
+    written = json.loads(out.read_text())
+    assert written["metrics"]["accuracy"] == 100.0 and written["config"]["pairs"] == 4
+    assert written["config"]["encoder"]["tta"] == "none" and written["config"]["encoder"]["detector"]["detector"] == "hog"
+    refused = CliRunner().invoke(app, args + ["--tta", "jitter"])
+    assert refused.exit_code != 0 and "add --faces" in refused.output
 
 
 def test_cli_index_and_search_by_face(tmp_path, photos):

@@ -316,8 +316,10 @@ def evaluate_pairs(
     batch_size: int = 32,
     workers: int | None = None,
     progress: ProgressCallback | None = None,
+    face_tta: str | None = None,
 ) -> EvaluationResult:
-    """Verification on an LFW-format pairs file, with an image encoder or (``choice`` None) the face encoder.
+    """Verification on an LFW-format pairs file, with an image encoder or (``choice`` None) the face encoder
+    (``face_tta``: its test-time views, ``cbir.faces`` default when None).
 
     Pairs where an image yields no vector (unreadable, or no face found)
     count as wrong in the k-fold accuracy and are reported.
@@ -326,10 +328,15 @@ def evaluate_pairs(
     pairs = read_pairs(pairs_file, images, suffix)
     paths = list(dict.fromkeys(path for pair in pairs for path in (pair.first, pair.second)))
     if choice is None:
-        from cbir.faces import face_embedder
+        from cbir.faces import FaceAnalyzer, FaceSpec, face_embedder
 
-        embed = _with_progress(face_embedder(), len(paths), progress)
-        encoder_config = {"faces": "detect, align, 128-d dlib ResNet descriptor (cbir.faces.face_embedder)"}
+        analyzer = FaceAnalyzer(FaceSpec(tta=face_tta))
+        embed = _with_progress(face_embedder(analyzer), len(paths), progress)
+        encoder_config = {
+            "faces": "face photo rule (central face, CNN detector second, else the centre), 5-point chip, dlib ResNet descriptor",
+            **analyzer.space_record(),
+            "detector": analyzer.detector.record(),
+        }
     else:
         described = describe(choice, paths, cache_dir, batch_size, workers, progress)
         table = {paths[position]: vector for position, vector in zip(described.kept, described.vectors)}

@@ -65,9 +65,11 @@ def aligned_chips(
         base = dlib.get_face_chip_details(shape, size=size, padding=padding)
         rect = base.rect
         centre_x, centre_y = (rect.left() + rect.right()) / 2, (rect.top() + rect.bottom()) / 2
+        # (right - left), not width(): dlib's width() of a drectangle adds one, which would zoom out every view
+        half_w, half_h = (rect.right() - rect.left()) / 2, (rect.bottom() - rect.top()) / 2
         for view in views:
-            half_w, half_h = rect.width() * view.scale / 2, rect.height() * view.scale / 2
-            region = dlib.drectangle(centre_x - half_w, centre_y - half_h, centre_x + half_w, centre_y + half_h)
+            w, h = half_w * view.scale, half_h * view.scale
+            region = dlib.drectangle(centre_x - w, centre_y - h, centre_x + w, centre_y + h)
             details = dlib.chip_details(region, dlib.chip_dims(size, size), base.angle + math.radians(view.angle))
             chip = np.asarray(dlib.extract_image_chip(image, details))
             chips.append(np.ascontiguousarray(chip[:, ::-1]) if view.mirror else chip)
