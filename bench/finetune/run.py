@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import platform
 import shlex
@@ -213,40 +214,44 @@ def machine() -> str:
     return f"{cpu}, {len(os.sched_getaffinity(0))} cores available, {device}; torch {torch.__version__}"
 
 
+DATASETS = ("breastmnist", "orl", "corel", "pneumoniamnist")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DATA, help="The shared benchmark data folder.")
-    parser.add_argument("--datasets", default="breastmnist,orl,corel,pneumoniamnist")
+    parser.add_argument("--datasets", default=",".join(DATASETS))
     parser.add_argument("--losses", default="contrastive,triplet")
-    parser.add_argument("--work", type=Path, default=ROOT / "bench" / "finetune" / "work", help="Where models and CSVs go.")
+    parser.add_argument("--work", type=Path, default=ROOT / "bench" / "finetune" / "work", help="Where models, CSVs and sections go.")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "finetune.md")
     parser.add_argument("--train-args", default="", help="Extra options for every 'cbir train' (quoted).")
     options = parser.parse_args()
     options.work.mkdir(parents=True, exist_ok=True)
-    started = time.time()
-    sections = []
+    command = " ".join(["PYTHONPATH=$PWD python bench/finetune/run.py", *map(shlex.quote, sys.argv[1:])])
     for bench in benchmarks(options.datasets.split(","), options.data, options.work):
+        started = time.time()
         console.print(f"[bold]{bench.name}: off-the-shelf {', '.join(OFF_THE_SHELF)} (one backbone pass)[/bold]")
         measured = bench.evaluate(PoolingGroupEncoder(list(OFF_THE_SHELF.values())), len(OFF_THE_SHELF))
         rows = [{"encoder": f"off-the-shelf, {label}", **metrics} for label, metrics in zip(OFF_THE_SHELF, measured)]
         for loss in options.losses.split(","):
-            model, seconds, command = train_model(bench, loss, options.work, shlex.split(options.train_args))
+            model, seconds, train_command = train_model(bench, loss, options.work, shlex.split(options.train_args))
             summary = read_encoder_file(model)["training"]
             history, best = summary["history"], summary["best_epoch"]
             (metrics,) = bench.evaluate(load_encoder_file(model))
-            rows.append({"encoder": f"fine-tuned, {loss}", **metrics, "time": seconds, "command": command,
+            rows.append({"encoder": f"fine-tuned, {loss}", **metrics, "time": seconds, "command": train_command,
                          "epochs": f"{len(history) - 1} (best {best})", "p": history[best]["gem_p"],
-                         "validation": (summary["validation"], summary["monitor"], history[0][summary["monitor"]],
-                                        history[best][summary["monitor"]], best)})
-        sections.append((bench, rows))
-        write_report(options, sections, started)
-    write_report(options, sections, started)
+                         "validation": [summary["validation"], summary["monitor"], history[0][summary["monitor"]],
+                                        history[best][summary["monitor"]], best]})
+        section = {"name": bench.name, "notes": bench.notes, "metric_names": bench.metric_names, "rows": rows,
+                   "run": {"command": command, "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M"),
+                           "minutes": (time.time() - started) / 60}}
+        (options.work / f"section-{bench.name}.json").write_text(json.dumps(section, indent=1))
+        write_report(options.out, options.work)
     console.print(f"wrote {options.out}")
 
 
-def shortfall(bench: Benchmark, row: dict, baseline: dict) -> str | None:
+def shortfall(metric: str, row: dict, baseline: dict) -> str | None:
     """Why a fine-tuned row does not beat off-the-shelf GeM, from what the run measured (None when it does)."""
-    metric = bench.metric_names[0]
     if row[metric] > baseline[metric]:
         return None
     split, monitor, start, best_value, best_epoch = row["validation"]
@@ -258,48 +263,50 @@ def shortfall(bench: Benchmark, row: dict, baseline: dict) -> str | None:
                        "over to the held-out test part.")
 
 
-def write_report(options, sections, started: float) -> None:
+def write_report(out: Path, work: Path) -> None:
+    """The results page from every dataset section measured so far (one JSON file per dataset in ``work``)."""
+    sections = [json.loads(path.read_text()) for path in sorted(work.glob("section-*.json"))]
+    order = {"BreastMNIST": 0, "ORL": 1, "corel1k": 2, "PneumoniaMNIST": 3}
+    sections.sort(key=lambda section: order.get(section["name"], len(order)))
     lines = [
         "# Fine-tuning: off-the-shelf vs contrastive vs triplet",
         "",
-        f"Command: `PYTHONPATH=$PWD python bench/finetune/run.py --data {options.data} --datasets {options.datasets} "
-        f"--losses {options.losses}" + (f" --train-args {shlex.quote(options.train_args)}" if options.train_args else "") + "`",
-        "",
-        f"Machine: {machine()}. Date: {time.strftime('%Y-%m-%d')}. Whole run: {(time.time() - started) / 60:.0f} min.",
-        "",
         "Backbone EfficientNet-Lite0 (packaged ImageNet weights), short side 224. Training time is the wall time of",
         "the `cbir train` command (reading and caching images, every epoch with its validation, writing files).",
-        "The best epoch is chosen on the validation data named below, never on the held-out test part.",
+        "The best epoch is chosen on the validation data named in each section, never on the held-out test part.",
+        "Each section says the benchmark command that measured it, the machine and how long the section took.",
         "",
     ]
-    for bench, rows in sections:
-        lines += [f"## {bench.name}", "", *[f"- {note}" for note in bench.notes], ""]
+    for section in sections:
+        names, rows, run = section["metric_names"], section["rows"], section["run"]
+        lines += [f"## {section['name']}", "", f"Command: `{run['command']}`", "",
+                  f"Machine: {run['machine']}. Date: {run['date']}. Section run time: {run['minutes']:.0f} min.", "",
+                  *[f"- {note}" for note in section["notes"]], ""]
         baseline = rows[0]
-        header = ["encoder", *bench.metric_names, f"{bench.metric_names[0]} vs GeM", "training time", "epochs (best)",
-                  "learned p", "validation metric: start -> best"]
+        header = ["encoder", *names, f"{names[0]} vs GeM", "training time", "epochs (best)", "learned p",
+                  "validation metric: start -> best"]
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for row in rows:
-            ratio = row[bench.metric_names[0]] / baseline[bench.metric_names[0]]
             validation = "-"
             if "validation" in row:
                 _, monitor, start, best_value, _ = row["validation"]
                 validation = f"{monitor} {start:.1f} -> {best_value:.1f}"
-            cells = [row["encoder"], *(f"{row[m]:.1f}" for m in bench.metric_names), f"{ratio:.3f}",
+            cells = [row["encoder"], *(f"{row[m]:.1f}" for m in names), f"{row[names[0]] / baseline[names[0]]:.3f}",
                      f"{row['time'] / 60:.1f} min" if "time" in row else "-", row.get("epochs", "-"),
                      f"{row['p']:.2f}" if "p" in row else "-", validation]
             lines.append("| " + " | ".join(cells) + " |")
         tuned = [row for row in rows if "validation" in row]
         if tuned:
             lines += ["", f"Validation: {tuned[0]['validation'][0]}."]
-        misses = [note for note in (shortfall(bench, row, baseline) for row in tuned) if note]
+        misses = [note for note in (shortfall(names[0], row, baseline) for row in tuned) if note]
         if misses:
             lines += ["", "Where fine-tuning does not beat off-the-shelf GeM (measured):", ""]
             lines += [f"- {note}" for note in misses]
         lines += ["", "Training commands:", ""]
         lines += [f"- `{row['command']}`" for row in tuned]
         lines.append("")
-    options.out.parent.mkdir(parents=True, exist_ok=True)
-    options.out.write_text("\n".join(lines) + "\n")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
