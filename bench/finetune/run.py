@@ -161,7 +161,7 @@ def benchmarks(names: list[str], data: Path, work: Path) -> list[Benchmark]:
         if name == "breastmnist":
             file = data / "medmnist" / "breastmnist.npz"
             if file.is_file():
-                found.append(medmnist_benchmark("BreastMNIST", file, ["--train-layers", "3"]))
+                found.append(medmnist_benchmark("BreastMNIST", file, ["--train-layers", "3", "--miner", "none"]))
                 continue
         elif name == "pneumoniamnist":
             file = data / "medmnist" / "pneumoniamnist_balanced_subset_aksufatih.npz"
