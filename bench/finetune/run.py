@@ -225,8 +225,13 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=ROOT / "bench" / "finetune" / "work", help="Where models, CSVs and sections go.")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "finetune.md")
     parser.add_argument("--train-args", default="", help="Extra options for every 'cbir train' (quoted).")
+    parser.add_argument("--report-only", action="store_true", help="Only rebuild the page from the sections already measured.")
     options = parser.parse_args()
     options.work.mkdir(parents=True, exist_ok=True)
+    if options.report_only:
+        write_report(options.out, options.work)
+        console.print(f"wrote {options.out}")
+        return
     command = " ".join(["PYTHONPATH=$PWD python bench/finetune/run.py", *map(shlex.quote, sys.argv[1:])])
     for bench in benchmarks(options.datasets.split(","), options.data, options.work):
         started = time.time()
@@ -268,6 +273,7 @@ def write_report(out: Path, work: Path) -> None:
     sections = [json.loads(path.read_text()) for path in sorted(work.glob("section-*.json"))]
     order = {"BreastMNIST": 0, "ORL": 1, "corel1k": 2, "PneumoniaMNIST": 3}
     sections.sort(key=lambda section: order.get(section["name"], len(order)))
+    missing = [name for name in order if name not in {section["name"] for section in sections}]
     lines = [
         "# Fine-tuning: off-the-shelf vs contrastive vs triplet",
         "",
@@ -277,6 +283,8 @@ def write_report(out: Path, work: Path) -> None:
         "Each section says the benchmark command that measured it, the machine and how long the section took.",
         "",
     ]
+    if missing:
+        lines += [f"Not measured yet: {', '.join(missing)}.", ""]
     for section in sections:
         names, rows, run = section["metric_names"], section["rows"], section["run"]
         lines += [f"## {section['name']}", "", f"Command: `{run['command']}`", "",
