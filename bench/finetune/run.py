@@ -260,6 +260,7 @@ def main() -> None:
             measured = bench.evaluate(PoolingGroupEncoder(list(OFF_THE_SHELF.values())), len(OFF_THE_SHELF))
             rows = [{"encoder": f"off-the-shelf, {label}", **metrics} for label, metrics in zip(OFF_THE_SHELF, measured)]
         section = {"name": bench.name, "notes": bench.notes, "metric_names": bench.metric_names, "rows": rows}
+        save_section(section, command, started, options)
         for loss in [name for name in options.losses.split(",") if name]:
             model, seconds, train_command, reused = train_model(bench, loss, options.work, shlex.split(options.train_args), options.reuse)
             summary = read_encoder_file(model)["training"]
@@ -269,8 +270,6 @@ def main() -> None:
                          "epochs": f"{len(history) - 1} (best {best})", "p": history[best]["gem_p"],
                          "validation": [summary["validation"], summary["monitor"], history[0][summary["monitor"]],
                                         history[best][summary["monitor"]], best], "reused": reused})
-            save_section(section, command, started, options)
-        if not rows[len(OFF_THE_SHELF):]:
             save_section(section, command, started, options)
     console.print(f"wrote {options.out}")
 
