@@ -14,7 +14,9 @@ from PIL import Image, ImageDraw
 
 from cbir.encoders.encoder import Encoder, EncoderSpec, encoder_spec_from_file, load_encoder_file
 from cbir.io.medmnist import read_medmnist
+from cbir.training.augment import RetrievalAugmentation
 from cbir.training.data import load_training_data, read_tuples_file
+from cbir.training.inputs import LiveImages
 from cbir.training.mining import PoolHardNegatives, index_tuple
 from cbir.training.network import TrainableEncoder, backbone_stages
 from cbir.training.trainer import TrainConfig, train
@@ -108,6 +110,19 @@ def test_pool_miner_picks_nearest_negatives_one_per_class():
     by_query = {row[0]: row for row in rows}
     assert by_query[0][1] == 1
     assert by_query[0][2:].tolist() == [2, 4]  # nearest of class 1, then nearest of class 2; not image 3 (class 1 again)
+
+
+def test_augmentation_depends_on_seed_draw_and_image_only(encoder):
+    images = [class_image(label, 0) for label in range(3)]
+    inputs = lambda seed: LiveImages(encoder, images, torch.device("cpu"), RetrievalAugmentation(), workers=0, seed=seed)  # noqa: E731
+    tensors = lambda source, batches, draw: [t for groups in source.batches(batches, draw) for _, t in groups]  # noqa: E731
+    (alone,) = tensors(inputs(0), [np.array([2])], 1)
+    together = tensors(inputs(0), [np.array([0, 1]), np.array([2])], 1)[-1]  # other images decoded first, as in another worker
+    assert torch.equal(alone, together)
+    assert not torch.equal(alone, tensors(inputs(0), [np.array([2])], 2)[0])  # next epoch: another crop
+    assert not torch.equal(alone, tensors(inputs(1), [np.array([2])], 1)[0])  # another seed
+    (plain,) = tensors(inputs(0), [np.array([2])], None)
+    assert torch.equal(plain, encoder.to_tensor(images[2]).unsqueeze(0))
 
 
 def test_stages_reproduce_the_backbone(encoder):
@@ -205,6 +220,22 @@ def test_cli_train_then_index_and_search_with_the_encoder(trained, class_folders
     bad.write_bytes(b"nonsense")
     refused = run("index", str(class_folders), "--collection", str(tmp_path / "c2"), "--encoder", str(bad))
     assert refused.returncode == 2 and "not a readable encoder file" in refused.stderr
+
+
+def test_cli_evaluate_measures_the_trained_encoder(trained, class_folders, tmp_path):
+    result, data = trained
+    out = tmp_path / "result.json"
+    completed = subprocess.run(
+        [sys.executable, "-m", "cbir.cli", "evaluate", "labeled", str(class_folders), "--encoder", str(result.outputs.model),
+         "--json", str(out), "--cache", str(tmp_path / "cache")], capture_output=True, text=True)
+    assert completed.returncode == 0, completed.stderr
+    written = json.loads(out.read_text())
+    assert written["config"]["encoder"] == {"encoder_file": str(result.outputs.model)} and written["config"]["queries"] == 24
+    vectors = load_encoder_file(result.outputs.model).encode_images([Image.open(p).convert("RGB") for p in data.sources])
+    similarity = vectors @ vectors.T
+    np.fill_diagonal(similarity, -np.inf)
+    nearest = data.labels[similarity.argmax(axis=1)]
+    assert written["metrics"]["P@1"] == pytest.approx(100 * np.mean(nearest == data.labels), abs=1e-3)
 
 
 def test_cli_train_rejects_unknown_data(tmp_path):

@@ -16,13 +16,14 @@ subprocess (its wall time is the training time) and evaluated from the
 encoder file it writes. Data missing from ../shared/data is skipped with a
 message.
 
-    PYTHONPATH=$PWD python bench/finetune/run.py [--datasets breastmnist,orl] [--losses contrastive,triplet]
+    PYTHONPATH=$PWD python bench/finetune/run.py --data ../shared/data [--datasets breastmnist,orl] [--losses contrastive,triplet]
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import platform
 import shlex
@@ -36,6 +37,7 @@ import numpy as np
 import torch
 
 from cbir.encoders.encoder import Encoder, EncoderSpec, load_encoder_file, read_encoder_file
+from cbir.evaluation.descriptors import PoolingGroupEncoder
 from cbir.extraction import extract
 from cbir.io.medmnist import read_medmnist
 from cbir.progress import console, progress_bar
@@ -89,7 +91,7 @@ class Benchmark:
     name: str
     train_args: list[str]
     metric_names: list[str]
-    evaluate: callable
+    evaluate: callable  # (encoder, blocks) -> metrics of each of ``blocks`` equal column blocks of its descriptors
     notes: list[str] = field(default_factory=list)
 
 
@@ -114,13 +116,20 @@ def encode_files(encoder: Encoder, paths: list[Path], label: str) -> np.ndarray:
     return np.concatenate(out)
 
 
+def blocks_of(vectors: np.ndarray, blocks: int) -> list[np.ndarray]:
+    """The ``blocks`` equal column blocks of side-by-side descriptors."""
+    width = vectors.shape[1] // blocks
+    return [vectors[:, block * width : (block + 1) * width] for block in range(blocks)]
+
+
 def medmnist_benchmark(name: str, file: Path, extra: list[str]) -> Benchmark:
     train, test = read_medmnist(file, "train"), read_medmnist(file, "test")
 
-    def evaluate(encoder: Encoder) -> dict[str, float]:
+    def evaluate(encoder: Encoder, blocks: int = 1) -> list[dict[str, float]]:
         database = encode_arrays(encoder, [train.image(i) for i in range(len(train))], f"{name} train")
         queries = encode_arrays(encoder, [test.image(i) for i in range(len(test))], f"{name} test")
-        return medmnist_metrics(ranked_labels(queries, test.class_labels(), database, train.class_labels(), False))
+        return [medmnist_metrics(ranked_labels(q, test.class_labels(), d, train.class_labels(), False))
+                for q, d in zip(blocks_of(queries, blocks), blocks_of(database, blocks))]
 
     return Benchmark(name, [str(file), *extra], ["ACC@1", "mAP@5"], evaluate,
                      [f"{file.name}: train {len(train)}, test {len(test)} images"])
@@ -136,9 +145,9 @@ def labelled_files_benchmark(name: str, root: Path, files: list[str], labels: li
     held = [(root / file, label) for file, label in zip(files, labels) if label not in train_labels]
     held_labels = np.array([label for _, label in held])
 
-    def evaluate(encoder: Encoder) -> dict[str, float]:
+    def evaluate(encoder: Encoder, blocks: int = 1) -> list[dict[str, float]]:
         vectors = encode_files(encoder, [path for path, _ in held], f"{name} held-out")
-        return held_out_metrics(ranked_labels(vectors, held_labels, vectors, held_labels, True), k)
+        return [held_out_metrics(ranked_labels(v, held_labels, v, held_labels, True), k) for v in blocks_of(vectors, blocks)]
 
     count = sum(label in train_labels for label in labels)
     return Benchmark(name, [str(root), "--labels", str(csv_path), *extra], ["mAP", "P@1", f"P@{k}"], evaluate,
@@ -146,21 +155,21 @@ def labelled_files_benchmark(name: str, root: Path, files: list[str], labels: li
                       f"{len(set(held_labels.tolist()))} other classes, each querying the rest"])
 
 
-def benchmarks(names: list[str], work: Path) -> list[Benchmark]:
+def benchmarks(names: list[str], data: Path, work: Path) -> list[Benchmark]:
     found = []
     for name in names:
         if name == "breastmnist":
-            file = DATA / "medmnist" / "breastmnist.npz"
+            file = data / "medmnist" / "breastmnist.npz"
             if file.is_file():
-                found.append(medmnist_benchmark("BreastMNIST", file, ["--train-layers", "3"]))
+                found.append(medmnist_benchmark("BreastMNIST", file, ["--train-layers", "3", "--miner", "none"]))
                 continue
         elif name == "pneumoniamnist":
-            file = DATA / "medmnist" / "pneumoniamnist_balanced_subset_aksufatih.npz"
+            file = data / "medmnist" / "pneumoniamnist_balanced_subset_aksufatih.npz"
             if file.is_file():
                 found.append(medmnist_benchmark("PneumoniaMNIST", file, ["--views", "1"]))
                 continue
         elif name == "orl":
-            root = DATA / "orl_faces" / "orl_faces"
+            root = data / "orl_faces" / "orl_faces"
             if root.is_dir():
                 people = sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: int(p.name[1:]))
                 files = [str(f.relative_to(root)) for p in people for f in sorted(p.glob("*.pgm"))]
@@ -168,7 +177,7 @@ def benchmarks(names: list[str], work: Path) -> list[Benchmark]:
                 found.append(labelled_files_benchmark("ORL", root, files, labels, set(range(1, 21)), work, 5, []))
                 continue
         elif name == "corel":
-            root = DATA / "corel1k"
+            root = data / "corel1k"
             if (root / "labels.csv").is_file():
                 with open(root / "labels.csv", newline="") as stream:
                     rows = list(csv.DictReader(stream))
@@ -177,19 +186,33 @@ def benchmarks(names: list[str], work: Path) -> list[Benchmark]:
                 continue
         else:
             raise SystemExit(f"unknown dataset {name!r}")
-        console.print(f"[yellow]skipping {name}: its data is not in {DATA}[/yellow]")
+        console.print(f"[yellow]skipping {name}: its data is not in {data}[/yellow]")
     return found
 
 
 # --- running -----------------------------------------------------------------------------------------
-def train_model(bench: Benchmark, loss: str, work: Path, common: list[str]) -> tuple[Path, float, str]:
+def finished(summary: dict) -> bool:
+    """Whether an encoder file's training summary is that of a run that went to its end."""
+    last = summary["history"][-1]["epoch"]
+    return last == summary["config"]["epochs"] or last - summary["best_epoch"] >= summary["config"]["patience"]
+
+
+def train_model(bench: Benchmark, loss: str, work: Path, common: list[str], reuse: bool) -> tuple[Path, float, str, bool]:
+    """Train (or with ``reuse``, take the finished earlier run of the same command): file, seconds, command, reused."""
     out = work / f"{bench.name}-{loss}.pt"
     args = ["train", *bench.train_args, "--loss", loss, "--out", str(out), *common]
-    shown = "cbir " + " ".join(shlex.quote(a.replace(str(ROOT.parent), "..")) for a in args)
+    shown = "cbir " + " ".join(shlex.quote(a.replace(str(ROOT) + "/", "")) for a in args)
     console.print(f"[bold]{shown}[/bold]")
+    command_file = out.with_suffix(".command")
+    if reuse and out.is_file() and command_file.is_file() and command_file.read_text() == shown:
+        summary = read_encoder_file(out)["training"]
+        if finished(summary):
+            console.print(f"reusing {out} (trained {summary['date']}, {summary['seconds'] / 60:.1f} min)")
+            return out, summary["seconds"], shown, True
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "cbir.cli", *args], check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    return out, time.perf_counter() - started, shown
+    command_file.write_text(shown)
+    return out, time.perf_counter() - started, shown, False
 
 
 def machine() -> str:
@@ -205,64 +228,124 @@ def machine() -> str:
     return f"{cpu}, {len(os.sched_getaffinity(0))} cores available, {device}; torch {torch.__version__}"
 
 
+DATASETS = ("breastmnist", "orl", "corel", "pneumoniamnist")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--datasets", default="breastmnist,pneumoniamnist,orl,corel")
+    parser.add_argument("--data", type=Path, default=DATA, help="The shared benchmark data folder.")
+    parser.add_argument("--datasets", default=",".join(DATASETS))
     parser.add_argument("--losses", default="contrastive,triplet")
-    parser.add_argument("--work", type=Path, default=ROOT / "bench" / "finetune" / "work", help="Where models and CSVs go.")
+    parser.add_argument("--work", type=Path, default=ROOT / "bench" / "finetune" / "work", help="Where models, CSVs and sections go.")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "finetune.md")
     parser.add_argument("--train-args", default="", help="Extra options for every 'cbir train' (quoted).")
+    parser.add_argument("--report-only", action="store_true", help="Only rebuild the page from the sections already measured.")
+    parser.add_argument("--reuse", action="store_true",
+                        help="Take off-the-shelf rows already measured, and encoder files left by finished runs of the same commands.")
     options = parser.parse_args()
     options.work.mkdir(parents=True, exist_ok=True)
-    started = time.time()
-    sections = []
-    for bench in benchmarks(options.datasets.split(","), options.work):
-        rows = []
-        for label, spec in OFF_THE_SHELF.items():
-            console.print(f"[bold]{bench.name}: off-the-shelf {label}[/bold]")
-            rows.append({"encoder": f"off-the-shelf, {label}", **bench.evaluate(Encoder(spec))})
-        for loss in options.losses.split(","):
-            model, seconds, command = train_model(bench, loss, options.work, shlex.split(options.train_args))
+    if options.report_only:
+        write_report(options.out, options.work)
+        console.print(f"wrote {options.out}")
+        return
+    command = " ".join(["PYTHONPATH=$PWD python bench/finetune/run.py", *map(shlex.quote, sys.argv[1:])])
+    for bench in benchmarks(options.datasets.split(","), options.data, options.work):
+        started = time.time()
+        saved = options.work / f"section-{bench.name}.json"
+        if options.reuse and saved.is_file():
+            rows = json.loads(saved.read_text())["rows"][: len(OFF_THE_SHELF)]
+            console.print(f"{bench.name}: off-the-shelf rows measured earlier, from {saved}")
+        else:
+            console.print(f"[bold]{bench.name}: off-the-shelf {', '.join(OFF_THE_SHELF)} (one backbone pass)[/bold]")
+            measured = bench.evaluate(PoolingGroupEncoder(list(OFF_THE_SHELF.values())), len(OFF_THE_SHELF))
+            rows = [{"encoder": f"off-the-shelf, {label}", **metrics} for label, metrics in zip(OFF_THE_SHELF, measured)]
+        section = {"name": bench.name, "notes": bench.notes, "metric_names": bench.metric_names, "rows": rows}
+        save_section(section, command, started, options)
+        for loss in [name for name in options.losses.split(",") if name]:
+            model, seconds, train_command, reused = train_model(bench, loss, options.work, shlex.split(options.train_args), options.reuse)
             summary = read_encoder_file(model)["training"]
-            metrics = bench.evaluate(load_encoder_file(model))
-            rows.append({"encoder": f"fine-tuned, {loss}", **metrics, "time": seconds, "command": command,
-                         "epochs": f"{len(summary['history']) - 1} (best {summary['best_epoch']})",
-                         "p": summary["history"][summary["best_epoch"]]["gem_p"]})
-        sections.append((bench, rows))
-        write_report(options, sections, started)
-    write_report(options, sections, started)
+            history, best = summary["history"], summary["best_epoch"]
+            (metrics,) = bench.evaluate(load_encoder_file(model))
+            rows.append({"encoder": f"fine-tuned, {loss}", **metrics, "time": seconds, "command": train_command,
+                         "epochs": f"{len(history) - 1} (best {best})", "p": history[best]["gem_p"],
+                         "validation": [summary["validation"], summary["monitor"], history[0][summary["monitor"]],
+                                        history[best][summary["monitor"]], best], "reused": reused})
+            save_section(section, command, started, options)
     console.print(f"wrote {options.out}")
 
 
-def write_report(options, sections, started: float) -> None:
+def save_section(section: dict, command: str, started: float, options) -> None:
+    """Keep a dataset's measurements so far (with how they were made) and rebuild the page."""
+    section["run"] = {"command": command, "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M"),
+                      "minutes": (time.time() - started) / 60}
+    (options.work / f"section-{section['name']}.json").write_text(json.dumps(section, indent=1))
+    write_report(options.out, options.work)
+
+
+def shortfall(metric: str, row: dict, baseline: dict) -> str | None:
+    """Why a fine-tuned row does not beat off-the-shelf GeM, from what the run measured (None when it does)."""
+    if row[metric] > baseline[metric]:
+        return None
+    split, monitor, start, best_value, best_epoch = row["validation"]
+    measured = (f"{row['encoder']}: held-out {metric} {baseline[metric]:.1f} -> {row[metric]:.1f}; "
+                f"validation ({split}) {monitor} {start:.1f} -> {best_value:.1f}")
+    if best_epoch == 0:
+        return measured + ": no epoch improved on the starting encoder, so the file is that encoder (GeM p=3)."
+    return measured + (f" at epoch {best_epoch}: training improved the validation data but the gain does not carry "
+                       "over to the held-out test part.")
+
+
+def write_report(out: Path, work: Path) -> None:
+    """The results page from every dataset section measured so far (one JSON file per dataset in ``work``)."""
+    sections = [json.loads(path.read_text()) for path in sorted(work.glob("section-*.json"))]
+    order = {"BreastMNIST": 0, "ORL": 1, "corel1k": 2, "PneumoniaMNIST": 3}
+    sections.sort(key=lambda section: order.get(section["name"], len(order)))
+    missing = [name for name in order if name not in {section["name"] for section in sections}]
     lines = [
         "# Fine-tuning: off-the-shelf vs contrastive vs triplet",
         "",
-        f"Command: `PYTHONPATH=$PWD python bench/finetune/run.py --datasets {options.datasets} --losses {options.losses}"
-        + (f" --train-args {shlex.quote(options.train_args)}" if options.train_args else "") + "`",
-        "",
-        f"Machine: {machine()}. Date: {time.strftime('%Y-%m-%d')}. Whole run: {(time.time() - started) / 60:.0f} min.",
-        "",
         "Backbone EfficientNet-Lite0 (packaged ImageNet weights), short side 224. Training time is the wall time of",
         "the `cbir train` command (reading and caching images, every epoch with its validation, writing files).",
+        "The best epoch is chosen on the validation data named in each section, never on the held-out test part.",
+        "Each section says the benchmark command that measured it, the machine and how long the section took.",
         "",
     ]
-    for bench, rows in sections:
-        lines += [f"## {bench.name}", "", *[f"- {note}" for note in bench.notes], ""]
+    if missing:
+        lines += [f"Not measured yet: {', '.join(missing)}.", ""]
+    for section in sections:
+        names, rows, run = section["metric_names"], section["rows"], section["run"]
+        lines += [f"## {section['name']}", "", f"Command: `{run['command']}`", "",
+                  f"Machine: {run['machine']}. Date: {run['date']}. Section run time: {run['minutes']:.0f} min.", "",
+                  *[f"- {note}" for note in section["notes"]], ""]
         baseline = rows[0]
-        header = ["encoder", *bench.metric_names, f"{bench.metric_names[0]} vs GeM", "training time", "epochs (best)", "learned p"]
+        header = ["encoder", *names, f"{names[0]} vs GeM", "training time", "epochs (best)", "learned p",
+                  "validation metric: start -> best"]
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for row in rows:
-            ratio = row[bench.metric_names[0]] / baseline[bench.metric_names[0]]
-            cells = [row["encoder"], *(f"{row[m]:.1f}" for m in bench.metric_names), f"{ratio:.3f}",
-                     f"{row['time'] / 60:.1f} min" if "time" in row else "-", row.get("epochs", "-"),
-                     f"{row['p']:.2f}" if "p" in row else "-"]
+            validation = "-"
+            if "validation" in row:
+                _, monitor, start, best_value, _ = row["validation"]
+                validation = f"{monitor} {start:.1f} -> {best_value:.1f}"
+            time_cell = "-" if "time" not in row else f"{row['time'] / 60:.1f} min" + (" (recorded)" if row.get("reused") else "")
+            cells = [row["encoder"], *(f"{row[m]:.1f}" for m in names), f"{row[names[0]] / baseline[names[0]]:.3f}",
+                     time_cell, row.get("epochs", "-"),
+                     f"{row['p']:.2f}" if "p" in row else "-", validation]
             lines.append("| " + " | ".join(cells) + " |")
+        tuned = [row for row in rows if "validation" in row]
+        if tuned:
+            lines += ["", f"Validation: {tuned[0]['validation'][0]}."]
+        if any(row.get("reused") for row in tuned):
+            lines += ["", "(recorded): an encoder file of an earlier finished run of the same command, measured here; its time is the",
+                      "training time recorded in the file (the `cbir train` process less start-up and reading the data)."]
+        misses = [note for note in (shortfall(names[0], row, baseline) for row in tuned) if note]
+        if misses:
+            lines += ["", "Where fine-tuning does not beat off-the-shelf GeM (measured):", ""]
+            lines += [f"- {note}" for note in misses]
         lines += ["", "Training commands:", ""]
-        lines += [f"- `{row['command']}`" for row in rows if "command" in row]
+        lines += [f"- `{row['command']}`" for row in tuned]
         lines.append("")
-    options.out.parent.mkdir(parents=True, exist_ok=True)
-    options.out.write_text("\n".join(lines) + "\n")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

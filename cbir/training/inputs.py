@@ -9,6 +9,8 @@ batches are needed.
 
 Both hand out batches as groups of same-shaped tensors (images keep their
 aspect ratio), each with the positions of its members in the batch.
+Augmentation is seeded per image and draw (view or epoch) from the run's
+seed, so a run gives the same result whatever the number of workers.
 """
 
 from __future__ import annotations
@@ -31,10 +33,12 @@ Progress = Callable[[int, int], None]
 
 
 class _Decoder(Dataset):
-    """Item ``(index, augmented)`` -> ``(index, tensor or None, error or None)``."""
+    """Item ``(index, draw)`` -> ``(index, tensor or None, error or None)``; ``draw`` None is the plain image,
+    a number an augmented one seeded by ``(seed, draw, index)``."""
 
-    def __init__(self, sources: Sequence, encoder: Encoder, augmentation: RetrievalAugmentation | None):
+    def __init__(self, sources: Sequence, encoder: Encoder, augmentation: RetrievalAugmentation | None, seed: int = 0):
         self.sources = sources
+        self.seed = seed
         self.short_side = encoder.spec.image_size
         self.max_aspect = encoder.spec.max_aspect
         self.input_config = encoder.input_config
@@ -43,14 +47,16 @@ class _Decoder(Dataset):
     def __len__(self) -> int:
         return len(self.sources)
 
-    def __getitem__(self, item: tuple[int, bool]):
-        index, augmented = item
+    def __getitem__(self, item: tuple[int, int | None]):
+        index, draw = item
         try:
             image = load_image(self.sources[index], min_side=self.short_side)
         except ImageLoadError as error:
             return index, None, str(error)
-        if augmented and self.augmentation is not None:
-            image = self.augmentation(image)
+        if draw is not None and self.augmentation is not None:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(np.random.SeedSequence([self.seed, draw, index]).generate_state(1)[0]))
+                image = self.augmentation(image)
         return index, self._tensor(image), None
 
     def _tensor(self, image: Image.Image) -> torch.Tensor:
@@ -69,7 +75,7 @@ def group_by_shape(tensors: Sequence[torch.Tensor]) -> list[Group]:
     return [(np.array(rows), torch.stack([tensors[row] for row in rows])) for rows in positions.values()]
 
 
-def _loader(decoder: _Decoder, items: list[list[tuple[int, bool]]], workers: int | None) -> DataLoader:
+def _loader(decoder: _Decoder, items: list[list[tuple[int, int | None]]], workers: int | None) -> DataLoader:
     workers = default_workers() if workers is None else workers
     return DataLoader(
         decoder,
@@ -83,7 +89,8 @@ def _loader(decoder: _Decoder, items: list[list[tuple[int, bool]]], workers: int
 class TrainingInputs:
     """Common part: embedding a set of images with the current network, plain view, no gradients."""
 
-    def batches(self, index_batches: Sequence[np.ndarray], augment: bool) -> Iterator[list[Group]]:
+    def batches(self, index_batches: Sequence[np.ndarray], draw: int | None = None) -> Iterator[list[Group]]:
+        """The inputs of each batch of image indices: plain (``draw`` None) or augmented draw ``draw`` (the epoch)."""
         raise NotImplementedError
 
     def descriptors(self, network: TrainableEncoder, inputs: torch.Tensor) -> torch.Tensor:
@@ -94,7 +101,7 @@ class TrainingInputs:
         """Descriptors (N x D, on the CPU) of images ``indices``, in order."""
         chunks = [indices[start : start + batch_size] for start in range(0, len(indices), batch_size)]
         out = []
-        for groups in self.batches(chunks, augment=False):
+        for groups in self.batches(chunks):
             out.append(assemble(groups, lambda tensor: self.descriptors(network, tensor)).cpu())
         return torch.cat(out) if out else torch.empty(0, network.encoder.dim)
 
@@ -118,28 +125,28 @@ class CachedFeatures(TrainingInputs):
     """
 
     def __init__(self, network: TrainableEncoder, sources: Sequence, device: torch.device,
-                 augmentation: RetrievalAugmentation | None, workers: int | None = None, batch_size: int = 32):
+                 augmentation: RetrievalAugmentation | None, workers: int | None = None, batch_size: int = 32, seed: int = 0):
         self.network = network
-        self.decoder = _Decoder(sources, network.encoder, augmentation)
+        self.decoder = _Decoder(sources, network.encoder, augmentation, seed)
         self.device = device
         self.workers = workers
         self.batch_size = batch_size
+        self.seed = seed
         self.views: list[dict[int, torch.Tensor]] = [{}]
-        self.rng = np.random.default_rng(0)
 
     def build(self, indices: np.ndarray, progress: Progress | None = None) -> dict[int, str]:
         """Cache the plain view of ``indices``; returns {index: reason} for unreadable images."""
-        return self._compute(self.views[0], indices, augmented=False, progress=progress)
+        return self._compute(self.views[0], indices, draw=None, progress=progress)
 
     def add_views(self, indices: np.ndarray, count: int, progress: Progress | None = None) -> None:
         """Cache ``count`` augmented views of ``indices``."""
         for view in range(count):
             self.views.append({})
-            self._compute(self.views[-1], indices, augmented=True,
+            self._compute(self.views[-1], indices, draw=len(self.views) - 1,
                           progress=(lambda done, total, v=view: progress(v * total + done, count * total)) if progress else None)
 
-    def _compute(self, store: dict[int, torch.Tensor], indices: np.ndarray, augmented: bool, progress: Progress | None) -> dict[int, str]:
-        items = [[(int(i), augmented) for i in indices[start : start + self.batch_size]]
+    def _compute(self, store: dict[int, torch.Tensor], indices: np.ndarray, draw: int | None, progress: Progress | None) -> dict[int, str]:
+        items = [[(int(i), draw) for i in indices[start : start + self.batch_size]]
                  for start in range(0, len(indices), self.batch_size)]
         broken: dict[int, str] = {}
         done = 0
@@ -156,10 +163,11 @@ class CachedFeatures(TrainingInputs):
                 progress(done, len(indices))
         return broken
 
-    def batches(self, index_batches: Sequence[np.ndarray], augment: bool) -> Iterator[list[Group]]:
+    def batches(self, index_batches: Sequence[np.ndarray], draw: int | None = None) -> Iterator[list[Group]]:
+        rng = np.random.default_rng([self.seed, draw or 0])
         for indices in index_batches:
-            if augment:
-                views = self.rng.integers(0, len(self.views), size=len(indices))
+            if draw is not None:
+                views = rng.integers(0, len(self.views), size=len(indices))
                 tensors = [self.views[v].get(int(i), self.views[0][int(i)]) for i, v in zip(indices, views)]
             else:
                 tensors = [self.views[0][int(i)] for i in indices]
@@ -177,14 +185,14 @@ class LiveImages(TrainingInputs):
     """Images decoded (and augmented for training) in worker processes, batch by batch."""
 
     def __init__(self, encoder: Encoder, sources: Sequence, device: torch.device,
-                 augmentation: RetrievalAugmentation | None, workers: int | None = None):
-        self.decoder = _Decoder(sources, encoder, augmentation)
+                 augmentation: RetrievalAugmentation | None, workers: int | None = None, seed: int = 0):
+        self.decoder = _Decoder(sources, encoder, augmentation, seed)
         self.device = device
         self.workers = workers
 
     def check(self, indices: np.ndarray, batch_size: int = 32, progress: Progress | None = None) -> dict[int, str]:
         """Decode every image once; returns {index: reason} for those that cannot be read."""
-        items = [[(int(i), False) for i in indices[start : start + batch_size]] for start in range(0, len(indices), batch_size)]
+        items = [[(int(i), None) for i in indices[start : start + batch_size]] for start in range(0, len(indices), batch_size)]
         broken: dict[int, str] = {}
         done = 0
         for batch in _loader(self.decoder, items, self.workers):
@@ -194,8 +202,8 @@ class LiveImages(TrainingInputs):
                 progress(done, len(indices))
         return broken
 
-    def batches(self, index_batches: Sequence[np.ndarray], augment: bool) -> Iterator[list[Group]]:
-        items = [[(int(i), augment) for i in indices] for indices in index_batches]
+    def batches(self, index_batches: Sequence[np.ndarray], draw: int | None = None) -> Iterator[list[Group]]:
+        items = [[(int(i), draw) for i in indices] for indices in index_batches]
         for batch in _loader(self.decoder, items, self.workers):
             yield group_by_shape([tensor for _, tensor, _ in batch])
 

@@ -174,9 +174,10 @@ class Trainer:
         self.network.to(self.device)
         augmentation = RetrievalAugmentation() if config.augment else None
         if self.layers is None:
-            self.inputs: TrainingInputs = LiveImages(self.network.encoder, self.data.sources, self.device, augmentation, config.workers)
+            self.inputs: TrainingInputs = LiveImages(self.network.encoder, self.data.sources, self.device, augmentation,
+                                                     config.workers, config.seed)
         else:
-            self.inputs = CachedFeatures(self.network, self.data.sources, self.device, augmentation, config.workers)
+            self.inputs = CachedFeatures(self.network, self.data.sources, self.device, augmentation, config.workers, seed=config.seed)
         everything = np.arange(len(self.data))
         with progress_bar("reading images" if self.layers is None else "caching frozen stages", enabled=not self.quiet) as update:
             if isinstance(self.inputs, CachedFeatures):
@@ -339,12 +340,10 @@ class Trainer:
 
     def _train_epoch(self, epoch: int, optimizer, schedule) -> float:
         batches = self._epoch_batches(epoch)
-        if isinstance(self.inputs, CachedFeatures):
-            self.inputs.rng = np.random.default_rng(self.config.seed * 1000 + epoch)
         total_images = sum(len(images) for images, _ in batches)
         losses, done = [], 0
         with progress_bar(f"epoch {epoch}/{self.config.epochs}", enabled=not self.quiet) as update:
-            for (images, rows), groups in zip(batches, self.inputs.batches([b[0] for b in batches], augment=self.config.augment)):
+            for (images, rows), groups in zip(batches, self.inputs.batches([b[0] for b in batches], epoch if self.config.augment else None)):
                 descriptors = assemble(groups, lambda tensor: self.inputs.descriptors(self.network, tensor))
                 loss = self._batch_loss(descriptors, images, rows)
                 optimizer.zero_grad(set_to_none=True)
