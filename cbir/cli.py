@@ -13,7 +13,7 @@ from rich.table import Table
 
 from cbir.collection.collection import Collection, CollectionError, IndexReport, SearchResult
 from cbir.encoders.backbones import WeightsUnavailableError
-from cbir.encoders.encoder import MULTI_SCALES, EncoderSpec, encoder_spec_from_file
+from cbir.encoders.encoder import DEFAULT_BATCH_SIZE, MULTI_SCALES, EncoderSpec, encoder_spec_from_file
 from cbir.encoders.pooling import POOLINGS
 from cbir.faces.cli import faces_app, index_faces, search_faces
 from cbir.io.images import ImageLoadError, load_image
@@ -97,7 +97,7 @@ def index(
     encoder: Optional[Path] = EncoderFileOption,
     index_type: str = typer.Option("Flat", "--index", help="FAISS factory string for a new collection: Flat, HNSW32, IVF256,PQ32 ..."),
     sync: bool = typer.Option(False, "--sync", help="Also remove items whose files were deleted."),
-    batch_size: int = typer.Option(32, help="Images per forward pass."),
+    batch_size: int = typer.Option(DEFAULT_BATCH_SIZE, help="Images per forward pass."),
     workers: Optional[int] = typer.Option(None, help="Decoding worker processes."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     faces: bool = typer.Option(False, "--faces", help="Index every face found (items of kind face, in the face space)."),

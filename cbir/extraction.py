@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from cbir.collection.catalog import Item
 from cbir.collection.pipeline import SourceResult
-from cbir.encoders.encoder import Encoder, image_to_tensor, resized_size
+from cbir.encoders.encoder import DEFAULT_BATCH_SIZE, Encoder, image_to_tensor, resized_size
 from cbir.io.images import ImageLoadError, is_image_path, load_image
 
 
@@ -84,7 +84,7 @@ def default_workers() -> int:
 def extract(
     encoder: Encoder,
     paths: Sequence[Path],
-    batch_size: int = 32,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     workers: int | None = None,
     known_hashes: Sequence[str | None] | None = None,
 ) -> Iterator[ExtractedBatch]:

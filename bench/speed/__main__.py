@@ -32,7 +32,7 @@ from torchvision import transforms
 from bench.common import RESULTS, RunClock, command_line, default_data, machine_description, markdown_table
 from cbir.collection.vector_index import VectorIndex
 from cbir.encoders.backbones import create_backbone
-from cbir.encoders.encoder import Encoder, EncoderSpec, image_to_tensor
+from cbir.encoders.encoder import DEFAULT_BATCH_SIZE, Encoder, EncoderSpec, image_to_tensor
 from cbir.encoders.pooling import make_pooling
 from cbir.extraction import content_hash, extract
 from cbir.io.images import load_image
@@ -43,6 +43,7 @@ DIM = 512
 QUERIES = 1000
 K = 10
 HNSW_BUILD_BUDGET_S = 900
+BATCH_SIZES = (1, 2, 4, 8, 16, 32)
 LATENCY_ROUNDS = 5
 
 
@@ -72,7 +73,7 @@ def large_jpegs(sources: list[Path], folder: Path) -> list[Path]:
 def pipeline_rate(encoder: Encoder, paths: list[Path]) -> float:
     """cbir's pipeline end to end: read, hash, decode (JPEG draft), resize in workers; batched forward."""
     started = time.perf_counter()
-    count = sum(len(batch.vectors) for batch in extract(encoder, paths, batch_size=32))
+    count = sum(len(batch.vectors) for batch in extract(encoder, paths))
     return count / (time.perf_counter() - started)
 
 
@@ -86,7 +87,7 @@ def ready_tensors(encoder: Encoder, paths: list[Path]) -> list[torch.Tensor]:
 
 
 @torch.inference_mode()
-def ceiling_rate(encoder: Encoder, tensors: list[torch.Tensor], batch_size: int = 32) -> float:
+def ceiling_rate(encoder: Encoder, tensors: list[torch.Tensor], batch_size: int = DEFAULT_BATCH_SIZE) -> float:
     """The forward pass alone on ready tensors, same batches and shapes as the pipeline."""
     groups: dict[tuple, list[torch.Tensor]] = {}
     for tensor in tensors:
@@ -131,6 +132,21 @@ def measure_extraction(encoder: Encoder, naive: NaiveExtractor, paths: list[Path
     return best
 
 
+def batch_size_sweep(encoder: Encoder, paths: list[Path], rounds: int) -> list[list[str]]:
+    """Forward-only images/s by batch size, channels-last and NCHW (best of ``rounds``)."""
+    tensors = ready_tensors(encoder, paths)
+    rows = []
+    for layout, memory_format in (("channels-last", torch.channels_last), ("NCHW", torch.contiguous_format)):
+        encoder.backbone.to(memory_format=memory_format)
+        row = [layout]
+        for batch_size in BATCH_SIZES:
+            ceiling_rate(encoder, tensors[: 2 * batch_size], batch_size)  # warm-up for this shape
+            row.append(f"{max(ceiling_rate(encoder, tensors, batch_size) for _ in range(rounds)):.1f}")
+        rows.append(row)
+    encoder.backbone.to(memory_format=torch.channels_last)
+    return rows
+
+
 def stage_profile(encoder: Encoder, paths: list[Path]) -> list[list[str]]:
     """Milliseconds per image for each stage of the pipeline, measured one after the other in one process."""
     read = decode = prepare = 0.0
@@ -156,7 +172,7 @@ def pipeline_profile(encoder: Encoder, paths: list[Path]) -> str:
     """The main process's cumulative profile of the pipeline (decoding happens in worker processes)."""
     profiler = cProfile.Profile()
     profiler.enable()
-    for _ in extract(encoder, paths, batch_size=32):
+    for _ in extract(encoder, paths):
         pass
     profiler.disable()
     stream = io.StringIO()
@@ -311,17 +327,19 @@ def main(argv: list[str] | None = None) -> int:
     for name, paths in (("Corel-1k photos (384x256 JPEG)", corel), ("12-megapixel JPEGs (4243x2829)", large)):
         console.print(f"extraction: {name}")
         extraction[name] = measure_extraction(encoder, naive, paths, args.rounds)
+    console.print("extraction: batch sizes")
+    sweep = batch_size_sweep(encoder, corel[:128], args.rounds)
     stages = stage_profile(encoder, corel[:64])
     profile = pipeline_profile(encoder, corel)
     search_rows, search_notes = measure_search(args.sizes)
     console.print("command line latency")
     latency_rows, indexing = cli_latency(corel, corel[0])
-    write(args, clock, spec, extraction, stages, profile, search_rows, search_notes, latency_rows, indexing, len(corel))
+    write(args, clock, spec, extraction, sweep, stages, profile, search_rows, search_notes, latency_rows, indexing, len(corel))
     console.print(f"written to {args.out}")
     return 0
 
 
-def write(args, clock, spec, extraction, stages, profile, search_rows, search_notes, latency_rows, indexing, indexed) -> None:
+def write(args, clock, spec, extraction, sweep, stages, profile, search_rows, search_notes, latency_rows, indexing, indexed) -> None:
     rows = []
     for name, rates in extraction.items():
         rows.append([
@@ -344,10 +362,17 @@ def write(args, clock, spec, extraction, stages, profile, search_rows, search_no
         "- *naive*: full PIL decode, torchvision Resize(224) + CenterCrop(224), one image per forward pass, NCHW float32. "
         "It crops to 224x224, so it runs the network on fewer pixels than the pipeline (224x336 for these photos).",
         "- *pipeline*: `cbir.extraction.extract` (what `cbir index` and `cbir evaluate` run): files read, hashed, "
-        "decoded with JPEG draft scaling and resized in a worker process, batches of 32, channels-last.",
+        f"decoded with JPEG draft scaling and resized in a worker process, batches of {DEFAULT_BATCH_SIZE}, channels-last.",
         "- *ceiling*: the same network on the same batches of ready-made tensors: the forward pass alone.",
         "",
         markdown_table(["images", "naive", "pipeline", "ceiling", "pipeline / naive", "pipeline / ceiling"], rows),
+        "",
+        "### Batch size",
+        "",
+        "The forward pass alone (images/s) on 128 ready Corel tensors (224x336) by images per batch. "
+        f"The pipeline uses {DEFAULT_BATCH_SIZE} (`cbir.encoders.encoder.DEFAULT_BATCH_SIZE`).",
+        "",
+        markdown_table(["layout", *map(str, BATCH_SIZES)], sweep),
         "",
         "### Where the time goes",
         "",

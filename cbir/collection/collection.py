@@ -22,7 +22,7 @@ from cbir.collection.catalog import Catalog
 from cbir.collection.manifest import Manifest, SpaceInfo
 from cbir.collection.pipeline import Pipeline
 from cbir.collection.vector_index import VectorIndex
-from cbir.encoders.encoder import Encoder, EncoderSpec, shared_encoder
+from cbir.encoders.encoder import DEFAULT_BATCH_SIZE, Encoder, EncoderSpec, shared_encoder
 from cbir.encoders.whitening import PCAWhitening
 from cbir.extraction import ImagePipeline
 from cbir.io.atomic import atomic_write
@@ -304,7 +304,7 @@ class Collection:
         paths: Iterable[str | Path],
         pipeline: Pipeline | None = None,
         sync: bool = False,
-        batch_size: int = 32,
+        batch_size: int = DEFAULT_BATCH_SIZE,
         workers: int | None = None,
         progress: ProgressCallback | None = None,
     ) -> IndexReport:

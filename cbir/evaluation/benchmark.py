@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from cbir.encoders.encoder import DEFAULT_BATCH_SIZE
 from cbir.encoders.whitening import PCAWhitening
 from cbir.evaluation import metrics
 from cbir.evaluation.descriptors import EncoderChoice, ImageRef, ProgressCallback, describe_images
@@ -168,7 +169,7 @@ def evaluate(
     reranking: Reranking = Reranking(),
     whitening: WhiteningPlan | None = None,
     cache_dir: Path | None = None,
-    batch_size: int = 32,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     workers: int | None = None,
     progress: ProgressCallback | None = None,
 ) -> EvaluationResult:

@@ -10,6 +10,7 @@ from typing import Callable, Optional
 import typer
 from rich.table import Table
 
+from cbir.encoders.encoder import DEFAULT_BATCH_SIZE
 from cbir.encoders.pooling import POOLINGS
 from cbir.evaluation.benchmark import Benchmark, EvaluationResult, WhiteningPlan, evaluate
 from cbir.evaluation.descriptors import EncoderChoice
@@ -35,7 +36,7 @@ DbaAlphaOption = typer.Option(3.0, "--dba-alpha", help="alpha of database-side a
 JsonOption = typer.Option(None, "--json", help="Write {protocol, metrics, config} to this file.")
 ReportOption = typer.Option(None, "--report", help="Write an HTML report with pictures into this folder.")
 CacheOption = typer.Option(None, "--cache", help="Descriptor cache folder (default ~/.cache/cbir/descriptors).")
-BatchOption = typer.Option(32, help="Images per forward pass.")
+BatchOption = typer.Option(DEFAULT_BATCH_SIZE, help="Images per forward pass.")
 WorkersOption = typer.Option(None, help="Decoding worker processes.")
 
 

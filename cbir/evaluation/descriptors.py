@@ -26,7 +26,7 @@ from filelock import FileLock
 from PIL import Image
 from torch import nn
 
-from cbir.encoders.encoder import Encoder, EncoderSpec, file_sha256
+from cbir.encoders.encoder import DEFAULT_BATCH_SIZE, Encoder, EncoderSpec, file_sha256
 from cbir.encoders.pooling import make_pooling
 from cbir.extraction import content_hash, extract
 from cbir.io.atomic import atomic_write
@@ -202,7 +202,7 @@ def describe_images(
     choices: Sequence[EncoderChoice],
     refs: Sequence[ImageRef | Path],
     cache_dir: Path | None = None,
-    batch_size: int = 32,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     workers: int | None = None,
     progress: ProgressCallback | None = None,
 ) -> list[Described]:
@@ -259,7 +259,7 @@ def describe(
     choice: EncoderChoice,
     refs: Sequence[ImageRef | Path],
     cache_dir: Path | None = None,
-    batch_size: int = 32,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     workers: int | None = None,
     progress: ProgressCallback | None = None,
 ) -> Described:

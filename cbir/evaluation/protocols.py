@@ -20,6 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
+from cbir.encoders.encoder import DEFAULT_BATCH_SIZE
 from cbir.evaluation.benchmark import Benchmark, EvaluationResult, LabelTruth, ListTruth, QueryScores, image_files
 from cbir.evaluation.descriptors import EncoderChoice, ImageRef, ProgressCallback, describe
 from cbir.evaluation.pairs import read_pairs, score_pairs, verification_report
@@ -313,7 +314,7 @@ def evaluate_pairs(
     choice: EncoderChoice | None = None,
     far: float = 1e-3,
     cache_dir: Path | None = None,
-    batch_size: int = 32,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     workers: int | None = None,
     progress: ProgressCallback | None = None,
     face_tta: str | None = None,
