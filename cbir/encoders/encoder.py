@@ -93,7 +93,8 @@ def file_sha256(path: str | Path) -> str:
 
 
 # Images per forward pass. On CPUs small batches keep the activations in cache: on 2 EPYC cores
-# EfficientNet-Lite0 at 224x336 runs 75 images/s at 8 per batch against 40 at 32 (bench/results/speed.md).
+# the forward pass of EfficientNet-Lite0 at 224x336 ran 113 images/s at 8 per batch against 40 at 32
+# (bench/results/speed.md, "Batch size").
 DEFAULT_BATCH_SIZE = 8
 
 
