@@ -20,6 +20,7 @@ from PIL import Image
 from torch import nn
 
 from cbir.encoders.backbones import InputConfig, create_backbone
+from cbir.encoders.fusion import fuse_for_inference
 from cbir.encoders.pooling import POOLINGS, make_pooling
 from cbir.io.atomic import atomic_write
 
@@ -108,6 +109,7 @@ class Encoder(nn.Module):
         self.backbone, self.input_config = create_backbone(spec.backbone, spec.weights, pretrained=stored is None)
         self.pooling = make_pooling(spec.pooling, spec.gem_p, rmac_levels=spec.rmac_levels)
         self.projection: nn.Linear | None = None
+        self.inference_only = False
         if stored is not None:
             self._load_stored(stored)
         self.backbone.to(memory_format=torch.channels_last)
@@ -125,6 +127,13 @@ class Encoder(nn.Module):
             out_dim, in_dim = projection["weight"].shape
             self.projection = nn.Linear(in_dim, out_dim)
             self.projection.load_state_dict(projection)
+
+    def for_inference(self) -> "Encoder":
+        """This encoder with its backbone rewritten to run faster (``cbir.encoders.fusion``), same vectors;
+        it can no longer be trained or saved."""
+        self.backbone = fuse_for_inference(self.backbone)
+        self.inference_only = True
+        return self
 
     @property
     def dim(self) -> int:
@@ -175,7 +184,7 @@ class Encoder(nn.Module):
 @functools.lru_cache(maxsize=4)
 def shared_encoder(spec: EncoderSpec) -> Encoder:
     """One inference encoder per spec per process (model weights are loaded once)."""
-    return Encoder(spec)
+    return Encoder(spec).for_inference()
 
 
 def resized_size(width: int, height: int, short_side: int, max_aspect: float) -> tuple[int, int]:
@@ -204,6 +213,8 @@ def image_to_tensor(image: Image.Image, size: tuple[int, int], config: InputConf
 
 def save_encoder_file(path: str | Path, encoder: Encoder, training: dict | None = None) -> None:
     """Write ``encoder`` (spec, backbone weights, projection) and a training summary to one file, atomically."""
+    if encoder.inference_only:
+        raise ValueError("an encoder prepared for inference has no batch norms left to save; save the encoder that was trained")
     spec = encoder.spec.to_dict()
     for key in ("weights", "weights_sha256", "checkpoint", "checkpoint_sha256"):
         spec[key] = None
@@ -252,5 +263,5 @@ def encoder_spec_from_file(path: str | Path) -> EncoderSpec:
 
 def load_encoder_file(path: str | Path) -> Encoder:
     """The encoder stored in ``path``, ready to encode images."""
-    return Encoder(encoder_spec_from_file(path))
+    return Encoder(encoder_spec_from_file(path)).for_inference()
 

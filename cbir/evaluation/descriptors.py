@@ -85,7 +85,7 @@ class EncoderChoice:
 
                 self._built.append(load_encoder_file(self.encoder_file))
             else:
-                self._built.append(Encoder(self.spec))
+                self._built.append(Encoder(self.spec).for_inference())
         return self._built[0]
 
 

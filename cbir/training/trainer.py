@@ -24,7 +24,7 @@ import torch
 from pytorch_metric_learning.samplers import MPerClassSampler
 from rich.table import Table
 
-from cbir.encoders.encoder import Encoder, EncoderSpec, load_encoder_file, save_encoder_file
+from cbir.encoders.encoder import Encoder, EncoderSpec, encoder_spec_from_file, save_encoder_file
 from cbir.encoders.whitening import PCAWhitening
 from cbir.io.atomic import atomic_write
 from cbir.progress import console, progress_bar
@@ -328,7 +328,7 @@ class Trainer:
             self._print_epoch(entry, improved)
         plot_curves(history, self.monitor, best_epoch, self.outputs.curves)
         seconds = time.perf_counter() - started
-        best_encoder = self.best_encoder or load_encoder_file(self.outputs.model)
+        best_encoder = self.best_encoder or Encoder(encoder_spec_from_file(self.outputs.model))
         save_encoder_file(self.outputs.model, best_encoder, self._summary(history, best_epoch, started))
         if best_epoch == 0:
             self.say(f"[yellow]no epoch improved {self.monitor} on the starting encoder; {self.outputs.model} is that encoder[/yellow]")
