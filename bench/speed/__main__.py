@@ -101,13 +101,14 @@ def ceiling_rate(encoder: Encoder, tensors: list[torch.Tensor], batch_size: int 
 
 class NaiveExtractor:
     """What a first attempt looks like: full PIL decode, torchvision Resize + CenterCrop,
-    one image at a time, NCHW float32. Same backbone and pooling as the pipeline."""
+    one image at a time, NCHW float32. Same backbone and pooling as the pipeline.
+    Without ``crop`` it keeps the whole resized image, as the pipeline does (same pixels per image)."""
 
-    def __init__(self, spec: EncoderSpec):
+    def __init__(self, spec: EncoderSpec, crop: bool = True):
         self.backbone, config = create_backbone(spec.backbone, spec.weights)
         self.pooling = make_pooling(spec.pooling, spec.gem_p)
         self.transform = transforms.Compose([
-            transforms.Resize(spec.image_size), transforms.CenterCrop(spec.image_size),
+            transforms.Resize(spec.image_size), *([transforms.CenterCrop(spec.image_size)] if crop else []),
             transforms.ToTensor(), transforms.Normalize(config.mean, config.std),
         ])
 
@@ -120,30 +121,39 @@ class NaiveExtractor:
         return len(paths) / (time.perf_counter() - started)
 
 
-def measure_extraction(encoder: Encoder, naive: NaiveExtractor, paths: list[Path], rounds: int) -> dict[str, float]:
-    """Best images/s of each method over alternating rounds."""
-    tensors = ready_tensors(encoder, paths)
-    ceiling_rate(encoder, tensors[:8])  # warm-up
-    best = {"ceiling": 0.0, "pipeline": 0.0, "naive": 0.0}
+def measure_extraction(encoders: dict[str, Encoder], naives: dict[str, NaiveExtractor], paths: list[Path], rounds: int) -> dict[str, float]:
+    """Best images/s of each method over alternating rounds: the pipeline, the forward pass alone of each
+    encoder (``ceiling`` is the pipeline's), and the naive baselines."""
+    tensors = ready_tensors(encoders["ceiling"], paths)
+    for encoder in encoders.values():
+        ceiling_rate(encoder, tensors[:8])  # warm-up
+    best = dict.fromkeys(["pipeline", *encoders, *naives], 0.0)
     for _ in range(rounds):
-        best["ceiling"] = max(best["ceiling"], ceiling_rate(encoder, tensors))
-        best["pipeline"] = max(best["pipeline"], pipeline_rate(encoder, paths))
-        best["naive"] = max(best["naive"], naive.rate(paths))
+        for name, encoder in encoders.items():
+            best[name] = max(best[name], ceiling_rate(encoder, tensors))
+        best["pipeline"] = max(best["pipeline"], pipeline_rate(encoders["ceiling"], paths))
+        for name, naive in naives.items():
+            best[name] = max(best[name], naive.rate(paths))
     return best
 
 
-def batch_size_sweep(encoder: Encoder, paths: list[Path], rounds: int) -> list[list[str]]:
-    """Forward-only images/s by batch size, channels-last and NCHW (best of ``rounds``)."""
-    tensors = ready_tensors(encoder, paths)
+def batch_size_sweep(fused: Encoder, unfused: Encoder, paths: list[Path], rounds: int) -> list[list[str]]:
+    """Forward-only images/s by batch size: the pipeline's network, and without the inference rewrites
+    in both memory layouts (best of ``rounds``)."""
+    tensors = ready_tensors(fused, paths)
     rows = []
-    for layout, memory_format in (("channels-last", torch.channels_last), ("NCHW", torch.contiguous_format)):
+    for name, encoder, memory_format in (
+        ("rewritten for inference, channels-last", fused, torch.channels_last),
+        ("as trained, channels-last", unfused, torch.channels_last),
+        ("as trained, NCHW", unfused, torch.contiguous_format),
+    ):
         encoder.backbone.to(memory_format=memory_format)
-        row = [layout]
+        row = [name]
         for batch_size in BATCH_SIZES:
             ceiling_rate(encoder, tensors[: 2 * batch_size], batch_size)  # warm-up for this shape
             row.append(f"{max(ceiling_rate(encoder, tensors, batch_size) for _ in range(rounds)):.1f}")
         rows.append(row)
-    encoder.backbone.to(memory_format=torch.channels_last)
+        encoder.backbone.to(memory_format=torch.channels_last)
     return rows
 
 
@@ -320,15 +330,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     clock = RunClock()
     spec = EncoderSpec()
-    encoder, naive = Encoder(spec), NaiveExtractor(spec)
+    encoder, unfused = Encoder(spec).for_inference(), Encoder(spec)
+    encoders = {"ceiling": encoder, "unfused": unfused}
+    naives = {"naive": NaiveExtractor(spec), "naive uncropped": NaiveExtractor(spec, crop=False)}
     corel = corel_sample(args.data, args.images)
     large = large_jpegs(corel_sample(args.data, args.large), args.work / "large_jpegs")
     extraction = {}
     for name, paths in (("Corel-1k photos (384x256 JPEG)", corel), ("12-megapixel JPEGs (4243x2829)", large)):
         console.print(f"extraction: {name}")
-        extraction[name] = measure_extraction(encoder, naive, paths, args.rounds)
+        extraction[name] = measure_extraction(encoders, naives, paths, args.rounds)
     console.print("extraction: batch sizes")
-    sweep = batch_size_sweep(encoder, corel[:128], args.rounds)
+    sweep = batch_size_sweep(encoder, unfused, corel[:128], args.rounds)
     stages = stage_profile(encoder, corel[:64])
     profile = pipeline_profile(encoder, corel)
     search_rows, search_notes = measure_search(args.sizes)
@@ -343,8 +355,9 @@ def write(args, clock, spec, extraction, sweep, stages, profile, search_rows, se
     rows = []
     for name, rates in extraction.items():
         rows.append([
-            name, f"{rates['naive']:.1f}", f"{rates['pipeline']:.1f}", f"{rates['ceiling']:.1f}",
-            f"{rates['pipeline'] / rates['naive']:.2f}x", f"{100 * rates['pipeline'] / rates['ceiling']:.0f}%",
+            name, f"{rates['naive']:.1f}", f"{rates['naive uncropped']:.1f}", f"{rates['pipeline']:.1f}",
+            f"{rates['ceiling']:.1f}", f"{rates['unfused']:.1f}", f"{rates['pipeline'] / rates['naive']:.2f}x",
+            f"{rates['pipeline'] / rates['naive uncropped']:.2f}x", f"{100 * rates['pipeline'] / rates['ceiling']:.0f}%",
         ])
     lines = [
         "# Speed",
@@ -359,20 +372,25 @@ def write(args, clock, spec, extraction, sweep, stages, profile, search_rows, se
         f"Encoder {spec.backbone} + {spec.pooling}, short side {spec.image_size} px. "
         f"{args.images} Corel photos and {args.large} JPEGs upscaled from Corel photos to 12 megapixels.",
         "",
-        "- *naive*: full PIL decode, torchvision Resize(224) + CenterCrop(224), one image per forward pass, NCHW float32. "
-        "It crops to 224x224, so it runs the network on fewer pixels than the pipeline (224x336 for these photos).",
+        "- *naive*: full PIL decode, torchvision Resize(224) + CenterCrop(224), one image per forward pass, NCHW float32, "
+        "the network as trained. It crops to 224x224, so it runs the network on fewer pixels than the pipeline "
+        "(224x336 for these photos); *naive uncropped* is the same without the crop: the pipeline's work per image.",
         "- *pipeline*: `cbir.extraction.extract` (what `cbir index` and `cbir evaluate` run): files read, hashed, "
         f"decoded with JPEG draft scaling and resized in a worker process, batches of {DEFAULT_BATCH_SIZE}, channels-last.",
-        "- *ceiling*: the same network on the same batches of ready-made tensors: the forward pass alone.",
+        "- *ceiling*: the pipeline's network on the same batches of ready-made tensors: the forward pass alone. "
+        "The pipeline runs the network rewritten for inference (`cbir.encoders.fusion`: batch norms folded into the "
+        "convolutions, SAME padding without copies; same descriptors); *unfused* is the forward pass alone of the "
+        "network as trained.",
         "",
-        markdown_table(["images", "naive", "pipeline", "ceiling", "pipeline / naive", "pipeline / ceiling"], rows),
+        markdown_table(["images", "naive", "naive uncropped", "pipeline", "ceiling", "unfused", "pipeline / naive",
+                        "pipeline / naive uncropped", "pipeline / ceiling"], rows),
         "",
         "### Batch size",
         "",
         "The forward pass alone (images/s) on 128 ready Corel tensors (224x336) by images per batch. "
         f"The pipeline uses {DEFAULT_BATCH_SIZE} (`cbir.encoders.encoder.DEFAULT_BATCH_SIZE`).",
         "",
-        markdown_table(["layout", *map(str, BATCH_SIZES)], sweep),
+        markdown_table(["network, layout", *map(str, BATCH_SIZES)], sweep),
         "",
         "### Where the time goes",
         "",
