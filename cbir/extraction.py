@@ -1,5 +1,9 @@
-"""Batched descriptor extraction: files are read, hashed and decoded in worker
-processes while the main process runs the network on the previous batch."""
+"""Batched descriptor extraction: files are read, hashed, decoded and resized in
+worker processes while the main process runs the network on the previous batch.
+
+Workers hand over uint8 pixels (a quarter of the bytes of float tensors); the
+main process normalises each batch in one pass, straight into the
+channels-last layout the network runs in."""
 
 from __future__ import annotations
 
@@ -15,17 +19,17 @@ from torch.utils.data import DataLoader, Dataset
 
 from cbir.collection.catalog import Item
 from cbir.collection.pipeline import SourceResult
-from cbir.encoders.encoder import DEFAULT_BATCH_SIZE, Encoder, image_to_tensor, resized_size
+from cbir.encoders.encoder import DEFAULT_BATCH_SIZE, Encoder, image_pixels, normalise, resized_size
 from cbir.io.images import ImageLoadError, is_image_path, load_image
 
 
 @dataclass
 class Decoded:
-    """One file after the worker: a tensor, or the reason it was skipped."""
+    """One file after the worker: its resized H x W x 3 uint8 pixels, or the reason it was skipped."""
 
     index: int
     content_hash: str | None
-    tensor: torch.Tensor | None = None
+    pixels: torch.Tensor | None = None
     width: int = 0
     height: int = 0
     error: str | None = None
@@ -37,7 +41,7 @@ class ExtractedBatch:
     """Descriptors for the files of one batch that decoded, plus those that did not."""
 
     decoded: list[Decoded]
-    vectors: np.ndarray  # row i belongs to the i-th entry of ``decoded`` with a tensor
+    vectors: np.ndarray  # row i belongs to the i-th entry of ``decoded`` with pixels
 
 
 def content_hash(data: bytes) -> str:
@@ -49,7 +53,7 @@ class _FileDataset(Dataset):
     def __init__(self, encoder: Encoder, paths: Sequence[Path], known_hashes: Sequence[str | None] | None):
         self.short_side = encoder.spec.image_size
         self.max_aspect = encoder.spec.max_aspect
-        self.input_config = encoder.input_config
+        self.interpolation = encoder.input_config.interpolation
         self.paths = list(paths)
         self.known_hashes = list(known_hashes) if known_hashes is not None else [None] * len(self.paths)
 
@@ -68,8 +72,8 @@ class _FileDataset(Dataset):
             image = load_image(data, min_side=self.short_side)
         except ImageLoadError as error:
             return Decoded(index, digest, error=str(error))
-        tensor = image_to_tensor(image, resized_size(*image.size, self.short_side, self.max_aspect), self.input_config)
-        return Decoded(index, digest, tensor, *image.info["original_size"])
+        pixels = image_pixels(image, resized_size(*image.size, self.short_side, self.max_aspect), self.interpolation)
+        return Decoded(index, digest, pixels, *image.info["original_size"])
 
 
 def _keep_list(batch: list[Decoded]) -> list[Decoded]:
@@ -111,13 +115,13 @@ def extract(
 @torch.inference_mode()
 def encode_decoded(encoder: Encoder, batch: list[Decoded]) -> np.ndarray:
     """Descriptors of the decoded entries of ``batch`` (same-shaped tensors run together)."""
-    ready = [entry for entry in batch if entry.tensor is not None]
+    ready = [entry for entry in batch if entry.pixels is not None]
     vectors = np.zeros((len(ready), encoder.dim), dtype=np.float32)
     groups: dict[tuple[int, ...], list[int]] = {}
     for row, entry in enumerate(ready):
-        groups.setdefault(tuple(entry.tensor.shape), []).append(row)
+        groups.setdefault(tuple(entry.pixels.shape), []).append(row)
     for rows in groups.values():
-        stacked = torch.stack([ready[row].tensor for row in rows])
+        stacked = normalise(torch.stack([ready[row].pixels for row in rows]), encoder.input_config)
         vectors[rows] = encoder(stacked).numpy()
     return vectors
 
@@ -143,7 +147,7 @@ class ImagePipeline:
             results = []
             for entry in batch.decoded:
                 result = SourceResult(entry.index, entry.content_hash, error=entry.error, unchanged=entry.unchanged)
-                if entry.tensor is not None:
+                if entry.pixels is not None:
                     uri = str(paths[entry.index])
                     metadata = {"width": entry.width, "height": entry.height}
                     result.items.append(Item("image", uri, next(rows), entry.content_hash, metadata=metadata))

@@ -108,7 +108,7 @@ def encode_files(encoder: Encoder, paths: list[Path], label: str) -> np.ndarray:
     out, done = [], 0
     with progress_bar(label) as update:
         for batch in extract(encoder, paths):
-            if any(entry.tensor is None for entry in batch.decoded):
+            if any(entry.pixels is None for entry in batch.decoded):
                 raise RuntimeError(f"unreadable benchmark image among {[paths[e.index] for e in batch.decoded]}")
             out.append(batch.vectors)
             done += len(batch.decoded)

@@ -92,7 +92,11 @@ def ceiling_rate(encoder: Encoder, tensors: list[torch.Tensor], batch_size: int 
     groups: dict[tuple, list[torch.Tensor]] = {}
     for tensor in tensors:
         groups.setdefault(tuple(tensor.shape), []).append(tensor)
-    batches = [torch.stack(group[i : i + batch_size]) for group in groups.values() for i in range(0, len(group), batch_size)]
+    batches = [
+        torch.stack(group[i : i + batch_size]).contiguous(memory_format=torch.channels_last)
+        for group in groups.values()
+        for i in range(0, len(group), batch_size)
+    ]
     started = time.perf_counter()
     for batch in batches:
         encoder(batch)

@@ -201,14 +201,27 @@ def resized_size(width: int, height: int, short_side: int, max_aspect: float) ->
 _RESAMPLE = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "nearest": Image.NEAREST}
 
 
-def image_to_tensor(image: Image.Image, size: tuple[int, int], config: InputConfig) -> torch.Tensor:
-    """Resize to ``size`` (width, height) and normalise with ``config``'s mean and std."""
+def image_pixels(image: Image.Image, size: tuple[int, int], interpolation: str = "bicubic") -> torch.Tensor:
+    """The image resized to ``size`` (width, height) as H x W x 3 uint8 pixels."""
     if image.size != size:
-        image = image.resize(size, _RESAMPLE.get(config.interpolation, Image.BICUBIC), reducing_gap=3.0)
-    array = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1).float().div_(255.0)
+        image = image.resize(size, _RESAMPLE.get(interpolation, Image.BICUBIC), reducing_gap=3.0)
+    return torch.from_numpy(np.array(image, dtype=np.uint8))
+
+
+def normalise(pixels: torch.Tensor, config: InputConfig) -> torch.Tensor:
+    """([B x] H x W x 3) uint8 pixels -> ([B x] 3 x H x W) floats normalised with ``config``'s mean and std.
+
+    The result is a channels-last view of the pixels' layout, so a batch goes
+    to the network without being reordered.
+    """
     mean = torch.tensor(config.mean).view(3, 1, 1)
     std = torch.tensor(config.std).view(3, 1, 1)
-    return array.sub_(mean).div_(std)
+    return pixels.movedim(-1, -3).float().div_(255.0).sub_(mean).div_(std)
+
+
+def image_to_tensor(image: Image.Image, size: tuple[int, int], config: InputConfig) -> torch.Tensor:
+    """Resize to ``size`` (width, height) and normalise with ``config``'s mean and std: 3 x H x W floats."""
+    return normalise(image_pixels(image, size, config.interpolation), config)
 
 
 def save_encoder_file(path: str | Path, encoder: Encoder, training: dict | None = None) -> None:

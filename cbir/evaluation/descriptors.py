@@ -296,7 +296,7 @@ def _encode_refs(
         for batch in extract(encoder, [refs[row].path for row in whole], batch_size, workers):
             rows = iter(batch.vectors)
             for entry in batch.decoded:
-                if entry.tensor is None:
+                if entry.pixels is None:
                     failed[whole[entry.index]] = entry.error or "could not be decoded"
                 else:
                     vectors[whole[entry.index]] = next(rows)
