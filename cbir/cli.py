@@ -98,7 +98,7 @@ def index(
     index_type: str = typer.Option("Flat", "--index", help="FAISS factory string for a new collection: Flat, HNSW32, IVF256,PQ32 ..."),
     sync: bool = typer.Option(False, "--sync", help="Also remove items whose files were deleted."),
     batch_size: int = typer.Option(DEFAULT_BATCH_SIZE, help="Images per forward pass."),
-    workers: Optional[int] = typer.Option(None, help="Decoding worker processes."),
+    workers: Optional[int] = typer.Option(None, help="Decoding worker processes (default: the cores left free by the network's threads; 0 decodes in-process)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     faces: bool = typer.Option(False, "--faces", help="Index every face found (items of kind face, in the face space)."),
 ) -> None:

@@ -34,7 +34,7 @@ from cbir.collection.vector_index import VectorIndex
 from cbir.encoders.backbones import create_backbone
 from cbir.encoders.encoder import DEFAULT_BATCH_SIZE, Encoder, EncoderSpec, image_to_tensor
 from cbir.encoders.pooling import make_pooling
-from cbir.extraction import content_hash, extract
+from cbir.extraction import content_hash, default_workers, extract
 from cbir.io.images import load_image
 from cbir.progress import console
 
@@ -44,6 +44,7 @@ QUERIES = 1000
 K = 10
 HNSW_BUILD_BUDGET_S = 900
 BATCH_SIZES = (1, 2, 4, 8, 16, 32)
+DECODING_WORKERS = (0, 1, 2)
 LATENCY_ROUNDS = 5
 
 
@@ -70,11 +71,21 @@ def large_jpegs(sources: list[Path], folder: Path) -> list[Path]:
     return made
 
 
-def pipeline_rate(encoder: Encoder, paths: list[Path]) -> float:
-    """cbir's pipeline end to end: read, hash, decode (JPEG draft), resize in workers; batched forward."""
+def pipeline_rate(encoder: Encoder, paths: list[Path], workers: int | None = None) -> float:
+    """cbir's pipeline end to end: read, hash, decode (JPEG draft), resize; batched forward."""
     started = time.perf_counter()
-    count = sum(len(batch.vectors) for batch in extract(encoder, paths))
+    count = sum(len(batch.vectors) for batch in extract(encoder, paths, workers=workers))
     return count / (time.perf_counter() - started)
+
+
+def decoding_sweep(encoder: Encoder, sets: dict[str, list[Path]], rounds: int) -> list[list[str]]:
+    """The pipeline's images/s by number of decoding worker processes (0: in-process), best of ``rounds``."""
+    best = {(name, workers): 0.0 for name in sets for workers in DECODING_WORKERS}
+    for _ in range(rounds):
+        for name, paths in sets.items():
+            for workers in DECODING_WORKERS:
+                best[name, workers] = max(best[name, workers], pipeline_rate(encoder, paths, workers))
+    return [[name, *(f"{best[name, workers]:.1f}" for workers in DECODING_WORKERS)] for name in sets]
 
 
 def ready_tensors(encoder: Encoder, paths: list[Path]) -> list[torch.Tensor]:
@@ -319,6 +330,12 @@ def cli_latency(paths: list[Path], query: Path) -> tuple[list[list[str]], float]
 
 
 # report -----------------------------------------------------------------------
+def decoding_place() -> str:
+    workers = default_workers()
+    return "in-process" if workers == 0 else f"in {workers} worker process{'es' if workers > 1 else ''}"
+
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.speed", description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=default_data(), help="The shared benchmark data folder (needs corel1k).")
@@ -343,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, paths in (("Corel-1k photos (384x256 JPEG)", corel), ("12-megapixel JPEGs (4243x2829)", large)):
         console.print(f"extraction: {name}")
         extraction[name] = measure_extraction(encoders, naives, paths, args.rounds)
+    console.print("extraction: decoding workers")
+    decoding = decoding_sweep(encoder, dict(zip(extraction, (corel, large))), args.rounds)
     console.print("extraction: batch sizes")
     sweep = batch_size_sweep(encoder, unfused, corel[:128], args.rounds)
     stages = stage_profile(encoder, corel[:64])
@@ -350,12 +369,12 @@ def main(argv: list[str] | None = None) -> int:
     search_rows, search_notes = measure_search(args.sizes)
     console.print("command line latency")
     latency_rows, indexing = cli_latency(corel, corel[0])
-    write(args, clock, spec, extraction, sweep, stages, profile, search_rows, search_notes, latency_rows, indexing, len(corel))
+    write(args, clock, spec, extraction, decoding, sweep, stages, profile, search_rows, search_notes, latency_rows, indexing, len(corel))
     console.print(f"written to {args.out}")
     return 0
 
 
-def write(args, clock, spec, extraction, sweep, stages, profile, search_rows, search_notes, latency_rows, indexing, indexed) -> None:
+def write(args, clock, spec, extraction, decoding, sweep, stages, profile, search_rows, search_notes, latency_rows, indexing, indexed) -> None:
     rows = []
     for name, rates in extraction.items():
         rows.append([
@@ -380,7 +399,8 @@ def write(args, clock, spec, extraction, sweep, stages, profile, search_rows, se
         "the network as trained. It crops to 224x224, so it runs the network on fewer pixels than the pipeline "
         "(224x336 for these photos); *naive uncropped* is the same without the crop: the pipeline's work per image.",
         "- *pipeline*: `cbir.extraction.extract` (what `cbir index` and `cbir evaluate` run): files read, hashed, "
-        f"decoded with JPEG draft scaling and resized in a worker process, batches of {DEFAULT_BATCH_SIZE}, channels-last.",
+        f"decoded with JPEG draft scaling and resized ({decoding_place()}, the default on this machine), "
+        f"batches of {DEFAULT_BATCH_SIZE}, channels-last.",
         "- *ceiling*: the pipeline's network on the same batches of ready-made tensors: the forward pass alone. "
         "The pipeline runs the network rewritten for inference (`cbir.encoders.fusion`: batch norms folded into the "
         "convolutions, SAME padding without copies; same descriptors); *unfused* is the forward pass alone of the "
@@ -388,6 +408,16 @@ def write(args, clock, spec, extraction, sweep, stages, profile, search_rows, se
         "",
         markdown_table(["images", "naive", "naive uncropped", "pipeline", "ceiling", "unfused", "pipeline / naive",
                         "pipeline / naive uncropped", "pipeline / ceiling"], rows),
+        "",
+        "### Decoding",
+        "",
+        "The pipeline's images/s by decoding worker processes (0: decoded in the main process between batches). "
+        "Workers only pay where cores are left over: the network's threads wait for each other after every "
+        "operation, so a worker that takes one of their cores slows the whole forward pass. By default "
+        "`cbir.extraction.default_workers` starts one worker per core beyond the network's threads "
+        f"({default_workers()} here).",
+        "",
+        markdown_table(["images", *(str(workers) for workers in DECODING_WORKERS)], decoding),
         "",
         "### Batch size",
         "",
@@ -402,7 +432,7 @@ def write(args, clock, spec, extraction, sweep, stages, profile, search_rows, se
         "",
         markdown_table(["stage", "ms / image", "share"], stages),
         "",
-        "Main-process profile of the pipeline (decoding runs in the worker, so it shows as waiting here):",
+        f"Main-process profile of the pipeline (decoding {decoding_place()}):",
         "",
         "```",
         profile,
