@@ -157,6 +157,19 @@ def test_chips_are_the_chips_dlibs_model_expects(analyzer):
     assert np.abs(plain.astype(int) - wider.astype(int)).mean() > 5.0
 
 
+def test_shifted_views_move_the_chip_and_random_views_are_fixed(analyzer):
+    from cbir.faces.alignment import View, aligned_chips, landmarks, random_views
+
+    pixels = np.asarray(astronaut())
+    shape = landmarks(pixels, [analyzer.scan(pixels).faces[0].box])[0]
+    plain, moved = aligned_chips(pixels, [shape], views=(View(), View(shift=(0.02, 0.0))))
+    # the centre moves 3 px (2 % of 150) along the chip's x axis: the content moves 3 px left
+    assert np.abs(moved[:, :-3].astype(int) - plain[:, 3:].astype(int)).mean() < 0.5 * np.abs(moved.astype(int) - plain.astype(int)).mean()
+    views = random_views(32)
+    assert views == random_views(32) and len(set(views)) == 32 and sum(v.mirror for v in views) == 16
+    assert all(abs(v.angle) <= 3 and 1 <= v.scale <= 1 / 0.97 and max(map(abs, v.shift)) <= 0.02 for v in views)
+
+
 def test_test_time_views_change_the_vector_and_the_space(analyzer):
     single = FaceAnalyzer(FaceSpec(tta="none"))
     jitter = FaceAnalyzer(FaceSpec(tta="jitter"))

@@ -12,11 +12,24 @@ from cbir.faces.models import FaceError, _import_dlib, landmark_model
 
 @dataclass(frozen=True)
 class View:
-    """One view of an aligned face: turned by ``angle`` degrees, zoomed out by ``scale``, maybe mirrored."""
+    """One view of an aligned face: turned by ``angle`` degrees, zoomed out by ``scale``, its centre moved
+    by ``shift`` (fractions of the chip's width and height), maybe mirrored."""
 
     angle: float = 0.0
     scale: float = 1.0
     mirror: bool = False
+    shift: tuple[float, float] = (0.0, 0.0)
+
+
+def random_views(count: int, seed: int = 0) -> tuple[View, ...]:
+    """``count`` views drawn as dlib's ``jitter_image`` draws them (turn up to 3 degrees, zoom out 0-3 %,
+    move up to 2 %, mirror half of them) from a fixed seed, so every face gets the same views."""
+    rng = np.random.default_rng(seed)
+    return tuple(
+        View(float(rng.uniform(-3.0, 3.0)), float(1.0 / rng.uniform(0.97, 1.0)), index % 2 == 1,
+             (float(rng.uniform(-0.02, 0.02)), float(rng.uniform(-0.02, 0.02))))
+        for index in range(count)
+    )
 
 
 # Test-time augmentation: a face's descriptor is the mean of its views' descriptors.
@@ -28,6 +41,7 @@ TTA_VIEWS: dict[str, tuple[View, ...]] = {
         for mirror in (False, True)
         for angle, scale in ((0.0, 1.0), (3.0, 1.0), (-3.0, 1.0), (0.0, 1.04))
     ),
+    "jitter32": random_views(32),
 }
 
 
@@ -69,8 +83,15 @@ def aligned_chips(
         half_w, half_h = (rect.right() - rect.left()) / 2, (rect.bottom() - rect.top()) / 2
         for view in views:
             w, h = half_w * view.scale, half_h * view.scale
-            region = dlib.drectangle(centre_x - w, centre_y - h, centre_x + w, centre_y + h)
+            x, y = _moved_centre(centre_x, centre_y, 2 * half_w, 2 * half_h, base.angle, view.shift)
+            region = dlib.drectangle(x - w, y - h, x + w, y + h)
             details = dlib.chip_details(region, dlib.chip_dims(size, size), base.angle + math.radians(view.angle))
             chip = np.asarray(dlib.extract_image_chip(image, details))
             chips.append(np.ascontiguousarray(chip[:, ::-1]) if view.mirror else chip)
     return chips
+
+
+def _moved_centre(x: float, y: float, width: float, height: float, angle: float, shift: tuple[float, float]) -> tuple[float, float]:
+    """The chip centre moved by ``shift`` fractions of the chip, along the chip's own (turned) axes."""
+    dx, dy = shift[0] * width, shift[1] * height
+    return x + dx * math.cos(angle) - dy * math.sin(angle), y + dx * math.sin(angle) + dy * math.cos(angle)
