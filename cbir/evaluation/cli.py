@@ -259,7 +259,7 @@ def pairs(
     images: Path = typer.Option(..., "--images", help="Root the pairs' images are relative to."),
     suffix: str = typer.Option(".jpg", help="Image file suffix for LFW-format names."),
     faces: bool = typer.Option(False, "--faces", help="Embed faces (detect, align, 128-d face descriptor) instead of whole images."),
-    tta: Optional[str] = typer.Option(None, "--tta", help="With --faces: test-time views none, flip (the default) or jitter (8 views, 4x slower)."),
+    tta: Optional[str] = typer.Option(None, "--tta", help="With --faces: test-time views none, flip (the default), jitter (8 views, 4x slower) or jitter32 (32 random views, 16x slower)."),
     far: float = typer.Option(1e-3, help="False-accept rate for the TAR@FAR figure."),
     backbone: Optional[str] = BackboneOption,
     pooling: Optional[str] = PoolingOption,
