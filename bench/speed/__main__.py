@@ -30,7 +30,7 @@ from PIL import Image
 from torchvision import transforms
 
 from bench.common import RESULTS, RunClock, command_line, default_data, machine_description, markdown_table
-from cbir.collection.vector_index import VectorIndex
+from cbir.collection.vector_index import REFINE_K_FACTOR, VectorIndex
 from cbir.encoders.backbones import create_backbone
 from cbir.encoders.encoder import DEFAULT_BATCH_SIZE, Encoder, EncoderSpec, image_to_tensor
 from cbir.encoders.pooling import make_pooling
@@ -280,6 +280,7 @@ def measure_search(sizes: list[int]) -> tuple[list[list[str]], list[str]]:
             hnsw_seconds_per_vector = hnsw[0]["build_s"] / count
             results += hnsw
         results += measure_index(ivf_factory(count), database, queries, truth, [16, 64])
+        results += measure_index(f"{ivf_factory(count)},Refine(SQ8)", database, queries, truth, [16, 64])
         for result in results:
             effort = {"Flat": "exact", "HNSW32": f"efSearch {result['effort']}"}.get(result["factory"], f"nprobe {result['effort']}")
             rows.append([
@@ -444,7 +445,9 @@ def write(args, clock, spec, extraction, decoding, sweep, stages, profile, searc
         "unrealistically hard case for approximate indexes). Queries come from the same distribution and are not in "
         "the database. Recall@10 is the share of the exact top 10 (Flat) found; queries/s is for the 1000 queries "
         "searched as one batch; bytes per vector from the serialised index (ids included). Indexes are cbir's "
-        "`VectorIndex` (FAISS `IndexIDMap2`, inner product).",
+        "`VectorIndex` (FAISS `IndexIDMap2`, inner product). `Refine(SQ8)` keeps 8-bit scalar-quantised copies "
+        f"of the vectors and re-scores {REFINE_K_FACTOR} candidates per result with them "
+        "(`cbir.collection.vector_index.REFINE_K_FACTOR`).",
         "",
         markdown_table(["vectors", "index", "search effort", "build s", "bytes / vector", "queries / s", "recall@10"], search_rows),
         "",
