@@ -92,9 +92,9 @@ def default_workers() -> int:
 
     Torch's threads wait for each other after every operation, so a worker
     process that takes one of their cores slows the whole forward pass: on 2
-    cores, decoding in-process ran Corel photos at 86-102 images/s against
-    81-85 with a worker, and 12-megapixel JPEGs at 50-53 against 26-35
-    (``python -m bench.speed``, "Decoding").
+    cores, decoding in-process ran Corel photos at 118 images/s against 87
+    with a worker, and 12-megapixel JPEGs at 61 against 23
+    (bench/results/speed.md, "Decoding").
     """
     return max(0, min(4, available_cores() - torch.get_num_threads()))
 

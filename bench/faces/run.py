@@ -152,15 +152,19 @@ def rule_name(tta: str) -> str:
     return f"face photo rule + {name}" + (" (default)" if tta == DEFAULT_TTA else "")
 
 
+def lfw_pairs(data: Path, quick: bool) -> tuple[list, list[Path]]:
+    """The LFW dev pairs (with ``quick``, 200 per fold) and the images they use."""
+    folder = data / "lfw_dev"
+    pairs = read_pairs(folder / "pairs.txt", folder / "lfw-deepfunneled")
+    if quick:
+        pairs = [p for fold in range(3) for p in [p for p in pairs if p.fold == fold][:200]]
+    return pairs, sorted({p.first for p in pairs} | {p.second for p in pairs})
+
+
 def lfw_section(
     data: Path, workers: int, views: str, yunet_model: str | None, quick: bool, cache: Path | None
 ) -> tuple[list[str], dict]:
-    folder = data / "lfw_dev"
-    pairs = read_pairs(folder / "pairs.txt", folder / "lfw-deepfunneled")
-    paths = sorted({p.first for p in pairs} | {p.second for p in pairs})
-    if quick:
-        pairs = [p for p in pairs if p.fold == 0][:200] + [p for p in pairs if p.fold == 1][:200] + [p for p in pairs if p.fold == 2][:200]
-        paths = sorted({p.first for p in pairs} | {p.second for p in pairs})
+    pairs, paths = lfw_pairs(data, quick)
     described, seconds = describe_all(paths, workers, views, yunet_model, True, "LFW images" + (" (quick)" if quick else ""), cache)
     crop = {p: d["crop_views"] for p, d in described.items()}
     variants = [
@@ -211,11 +215,7 @@ def lfw_section(
 def dense_section(data: Path, workers: int, quick: bool, cache: Path | None) -> list[str]:
     """LFW with the 32 seeded random views of ``jitter32`` (dlib's ``jitter_image`` recipe): accuracy when the
     descriptor averages the first 2, 4, ... 32 of them."""
-    folder = data / "lfw_dev"
-    pairs = read_pairs(folder / "pairs.txt", folder / "lfw-deepfunneled")
-    if quick:
-        pairs = [p for p in pairs if p.fold == 0][:200] + [p for p in pairs if p.fold == 1][:200] + [p for p in pairs if p.fold == 2][:200]
-    paths = sorted({p.first for p in pairs} | {p.second for p in pairs})
+    pairs, paths = lfw_pairs(data, quick)
     described, seconds = describe_all(paths, workers, "jitter32", None, False, "LFW-dense images" + (" (quick)" if quick else ""), cache)
     same = np.array([p.same for p in pairs])
     folds = np.array([p.fold for p in pairs])

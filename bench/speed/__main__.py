@@ -194,7 +194,7 @@ def stage_profile(encoder: Encoder, paths: list[Path]) -> list[list[str]]:
 
 
 def pipeline_profile(encoder: Encoder, paths: list[Path]) -> str:
-    """The main process's cumulative profile of the pipeline (decoding happens in worker processes)."""
+    """The main process's cumulative profile of the pipeline (decoding there too unless workers are started)."""
     profiler = cProfile.Profile()
     profiler.enable()
     for _ in extract(encoder, paths):

@@ -109,7 +109,7 @@ def fuse_for_inference(backbone: nn.Module) -> nn.Module:
     difference = (expected - got).abs().max().item()
     if difference > TOLERANCE * max(expected.abs().max().item(), 1.0):
         warnings.warn(
-            f"{type(backbone).__name__}: folding batch norms changed the features (max difference {difference:.3g}); "
+            f"{type(backbone).__name__}: the inference rewrite changed the features (max difference {difference:.3g}); "
             "running it unfolded",
             stacklevel=2,
         )

@@ -141,12 +141,13 @@ class PoolingGroupEncoder(Encoder):
 
     Gives, column block by column block, exactly what ``Encoder(spec)`` gives
     for each spec of the group (same backbone, weights, size and scales).
+    Inference only: its backbone is rewritten for speed (``Encoder.for_inference``).
     """
 
     def __init__(self, specs: Sequence[EncoderSpec]):
         super().__init__(specs[0])
         self.poolings = nn.ModuleList(make_pooling(s.pooling, s.gem_p, rmac_levels=s.rmac_levels) for s in specs)
-        self.eval()
+        self.for_inference()
 
     @property
     def dim(self) -> int:
