@@ -92,13 +92,18 @@ def describe_with_regions(
     results: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(images)
     for indices in groups.values():
         batch = torch.stack([tensors[i] for i in indices])
-        wholes, regions = _describe_batch(encoder, batch, [images[i].size for i in indices], [boxes[i] for i in indices])
+        wholes, regions = describe_batch_with_regions(encoder, batch, [images[i].size for i in indices], [boxes[i] for i in indices])
         for index, whole, region in zip(indices, wholes, regions):
             results[index] = (whole.numpy(), region.numpy())
     return results
 
 
-def _describe_batch(encoder: Encoder, batch: torch.Tensor, sizes: list[tuple[int, int]], boxes: list[np.ndarray]):
+@torch.inference_mode()
+def describe_batch_with_regions(
+    encoder: Encoder, batch: torch.Tensor, sizes: Sequence[tuple[int, int]], boxes: Sequence[np.ndarray]
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """A preprocessed batch (B x 3 x H x W) of images of original ``sizes`` (width, height) -> their
+    descriptors (B x D) and, per image, its ``boxes``' descriptors (N x D), as ``Encoder.forward`` pools."""
     wholes, regions = None, None
     for scale in encoder.spec.scales:
         scaled = batch

@@ -299,7 +299,7 @@ def objects(
     objects_file: Path = typer.Option(..., "--objects", help="CSV, one row per box: filename, class_name, xmin, ymin, xmax, ymax[, difficult] (VOC 1-based pixels)."),
     detector: Optional[str] = typer.Option(None, "--detector", help="yolox-nano (default, shipped) or a YOLOX / YOLOv8 ONNX file."),
     detector_format: Optional[str] = typer.Option(None, "--detector-format", help="yolox, yolox-decoded or yolov8 (default: from the model's output shape)."),
-    regions: str = typer.Option("pooled", "--regions", help="pooled: from the feature map of the photo's one forward pass; crop: re-encode each box."),
+    regions: str = typer.Option("crop", "--regions", help="crop: re-encode each box (default: better on voc_dev); pooled: from the feature map of the photo's one forward pass."),
     min_score: float = typer.Option(0.3, "--min-score", help="Lowest detector score of an indexed region."),
     max_regions: int = typer.Option(100, "--max-regions", help="Most regions per photo (best scores first)."),
     min_box: float = typer.Option(8.0, "--min-box", help="Drop detected boxes whose shorter side is below this many pixels."),
@@ -321,7 +321,10 @@ def objects(
     with user_errors():
         choice = encoder_choice(backbone, pooling, gem_p, size, multiscale, weights, encoder)
         settings = DetectionSettings(score_threshold=min_score, max_boxes=max_regions, min_size=min_box)
-        found = load_detector(detector, settings, detector_format)
+        try:
+            found = load_detector(detector, settings, detector_format)
+        except ImportError as error:
+            raise ValueError(str(error)) from None
         with progress_bar("detecting and describing") as update:
             result = evaluate_objects(data, objects_file, choice.build(), choice.describe(), found, regions, batch_size, update)
         print_result(result)

@@ -24,7 +24,7 @@ from cbir.evaluation.detection_ap import VOC_TO_COCO, ClassDetections, class_ave
 from cbir.evaluation.region_ranking import best_match, match_all
 from cbir.io.images import ImageLoadError, load_image
 
-REGION_MODES = ("pooled", "crop")
+REGION_MODES = ("crop", "pooled")
 AP_SCORE_THRESHOLD = 0.01
 AP_MAX_BOXES = 100
 PRECISION_AT = 10
@@ -112,7 +112,7 @@ def index_photos(
     objects: ObjectSet,
     encoder: Encoder,
     detector: Detector,
-    modes: Sequence[str] = ("pooled",),
+    modes: Sequence[str] = ("crop",),
     batch_size: int = 8,
     progress: ProgressCallback | None = None,
 ) -> tuple[PhotoIndex, ObjectSet, list[tuple[Path, str]]]:
@@ -331,7 +331,7 @@ def evaluate_objects(
     encoder: Encoder,
     encoder_config: dict,
     detector: Detector,
-    mode: str = "pooled",
+    mode: str = "crop",
     batch_size: int = 8,
     progress: ProgressCallback | None = None,
 ):
