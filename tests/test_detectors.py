@@ -1,5 +1,4 @@
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,9 +9,8 @@ from cbir.detectors.decoding import anchor_count, decode_yolov8, decode_yolox, d
 from cbir.detectors.detections import select_detections
 from cbir.detectors.letterbox import letterbox
 from cbir.evaluation.detection_ap import iou
+from tests.conftest import shared_data
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-YOLOV8 = SHARED / "weights" / "yolov8n_int8" / "yolov8n_int8.onnx"
 NAMES = tuple(f"c{i}" for i in range(80))
 
 
@@ -134,9 +132,8 @@ def test_detector_registry_and_errors(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not YOLOV8.is_file(), reason="needs ../shared/data/weights/yolov8n_int8 (YOLOv8n ONNX, tests only)")
 def test_yolov8_export_is_recognised_and_finds_the_cup():
-    detector = load_detector(YOLOV8)
+    detector = load_detector(shared_data("weights/yolov8n_int8") / "yolov8n_int8.onnx")
     assert detector.format == "yolov8" and detector.class_names[41] == "cup"
     found = detector.detect([photo("coffee")])[0]
     assert found.labels[0] == "cup" and iou(np.array([170, 15, 410, 305], np.float32), found.boxes[:1])[0] > 0.75
