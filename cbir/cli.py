@@ -144,7 +144,7 @@ def search(
         return search_faces(image, collection, k, label, as_json, grid)
     with user_errors(), Collection.open(collection, encoder_spec_from_file(encoder) if encoder else None) as store:
         if qe > 0:
-            from cbir.evaluation.reranking import expanded_search
+            from cbir.search.reranking import expanded_search
 
             results = expanded_search(store, image, k, qe, qe_alpha, kind, label)
         else:

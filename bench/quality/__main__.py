@@ -23,7 +23,7 @@ from cbir.encoders.encoder import MULTI_SCALES, EncoderSpec
 from cbir.evaluation import protocols
 from cbir.evaluation.benchmark import Benchmark, EvaluationResult, WhiteningPlan, evaluate, image_files
 from cbir.evaluation.descriptors import EncoderChoice, describe_images
-from cbir.evaluation.reranking import Reranking
+from cbir.search.reranking import Reranking
 from cbir.progress import console, progress_bar
 
 POOLINGS = ("spoc", "mac", "gem", "rmac", "crow")

@@ -14,7 +14,7 @@ from cbir.encoders.encoder import DEFAULT_BATCH_SIZE
 from cbir.encoders.pooling import POOLINGS
 from cbir.evaluation.benchmark import Benchmark, EvaluationResult, WhiteningPlan, evaluate
 from cbir.evaluation.descriptors import EncoderChoice
-from cbir.evaluation.reranking import Reranking
+from cbir.search.reranking import Reranking
 from cbir.progress import console, progress_bar
 
 evaluate_app = typer.Typer(help="Measure retrieval quality on standard protocols.", no_args_is_help=True)
