@@ -88,10 +88,10 @@ class YuNetDetector:
     MIN_SIDE = 320
 
     def __init__(self, model: str | Path | None = None, threshold: float = 0.6):
-        import cv2
-
         if model is None:
             raise FaceError("the yunet detector needs its model file: --detector-model PATH/face_detection_yunet_*.onnx")
+        import cv2
+
         model = Path(model)
         if model.is_dir():
             candidates = sorted(model.glob("*.onnx"))
