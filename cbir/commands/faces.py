@@ -88,16 +88,16 @@ def search_faces(
             result_grid(draw_box(load_image(image), scan.faces[0].box), per_face[0], grid)
     if as_json:
         faces = [
-            {"box": [round(v, 1) for v in face.box], "results": [r.to_dict() for r in results]}
-            for face, results in zip(scan.faces, per_face)
+            {"box": [round(v, 1) for v in face.box], "results": [hit.to_dict() for hit in hits]}
+            for face, hits in zip(scan.faces, per_face)
         ]
         print_json({"query": str(image), "faces": faces})
         return
-    for number, (face, results) in enumerate(zip(scan.faces, per_face), start=1):
+    for number, (face, hits) in enumerate(zip(scan.faces, per_face), start=1):
         table = Table(title=f"face {number} at {tuple(round(v) for v in face.box)}")
         for column in ("rank", "similarity", "photo", "box", "labels"):
             table.add_column(column, overflow="fold")
-        for result in results:
+        for result in hits:
             box = tuple(round(v) for v in result.box) if result.box else ""
             table.add_row(str(result.rank), f"{result.score:.4f}", result.uri, str(box), ", ".join(result.labels))
         results.print(table)
