@@ -79,6 +79,6 @@ def test_every_pooling_maps_batches_to_vectors(name):
 
 def test_make_pooling_passes_each_pooling_its_own_settings():
     gem_module = make_pooling("gem", gem_p=4.0, learnable_p=True, rmac_levels=2)
-    assert float(gem_module.p) == 4.0 and gem_module.p.requires_grad
+    assert gem_module.p.detach().item() == 4.0 and gem_module.p.requires_grad
     assert make_pooling("rmac", gem_p=4.0, rmac_levels=2).levels == 2
     assert POOLINGS.names() == ("spoc", "mac", "gem", "rmac", "crow")
