@@ -13,7 +13,7 @@ from cbir.evaluation.objects import (
     AnnotatedObject, ObjectSet, PhotoIndex, multiclass_judgement, multiclass_queries, object_judgement,
     query_object_vectors, read_objects, score_objects,
 )
-from cbir.evaluation.region_ranking import best_match, match_all
+from cbir.search.regions import best_match, match_all
 
 CAT, DOG, BACKGROUND = np.eye(3, dtype=np.float32)
 COCO = coco_class_names()

@@ -24,7 +24,7 @@ from cbir.encoders.regions import crop_box, describe_crops, describe_with_region
 from cbir.evaluation.objects import (
     AP_MAX_BOXES, AP_SCORE_THRESHOLD, ObjectSet, PhotoIndex, detector_ap50, index_photos, read_objects, score_objects,
 )
-from cbir.evaluation.region_ranking import best_match
+from cbir.search.regions import best_match
 from cbir.io.images import load_image
 from cbir.progress import console, progress_bar
 

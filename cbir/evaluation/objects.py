@@ -21,7 +21,7 @@ from cbir.encoders.encoder import Encoder
 from cbir.encoders.regions import describe_crops, describe_with_regions
 from cbir.evaluation import metrics
 from cbir.evaluation.detection_ap import VOC_TO_COCO, ClassDetections, class_average_precision
-from cbir.evaluation.region_ranking import best_match, match_all
+from cbir.search.regions import best_match, match_all
 from cbir.io.images import ImageLoadError, load_image
 
 REGION_MODES = ("crop", "pooled")
