@@ -296,3 +296,42 @@ def pairs(
         if json_file is not None:
             write_json(json_file, result.to_dict())
             console.print(f"metrics written to {json_file}")
+
+
+@evaluate_app.command()
+def objects(
+    data: Path = typer.Argument(..., help="Folder of the photos; file names in --objects are relative to it."),
+    objects_file: Path = typer.Option(..., "--objects", help="CSV, one row per box: filename, class_name, xmin, ymin, xmax, ymax[, difficult] (VOC 1-based pixels)."),
+    detector: Optional[str] = typer.Option(None, "--detector", help="yolox-nano (default, shipped) or a YOLOX / YOLOv8 ONNX file."),
+    detector_format: Optional[str] = typer.Option(None, "--detector-format", help="yolox, yolox-decoded or yolov8 (default: from the model's output shape)."),
+    regions: str = typer.Option("crop", "--regions", help="crop: re-encode each box (default: better on voc_dev); pooled: from the feature map of the photo's one forward pass."),
+    min_score: float = typer.Option(0.3, "--min-score", help="Lowest detector score of an indexed region."),
+    max_regions: int = typer.Option(100, "--max-regions", help="Most regions per photo (best scores first)."),
+    min_box: float = typer.Option(8.0, "--min-box", help="Drop detected boxes whose shorter side is below this many pixels."),
+    backbone: Optional[str] = BackboneOption,
+    pooling: Optional[str] = PoolingOption,
+    gem_p: Optional[float] = GemOption,
+    size: Optional[int] = SizeOption,
+    multiscale: Optional[bool] = MultiscaleOption,
+    weights: Optional[Path] = WeightsOption,
+    encoder: Optional[Path] = EncoderFileOption,
+    json_file: Optional[Path] = JsonOption,
+    batch_size: int = BatchOption,
+) -> None:
+    """Object-level retrieval: object and multi-class queries, whole-image vs region index, and the detector's AP50."""
+    from cbir.detectors import DetectionSettings, load_detector
+    from cbir.evaluation.objects import evaluate_objects
+
+    with user_errors():
+        choice = encoder_choice(backbone, pooling, gem_p, size, multiscale, weights, encoder)
+        settings = DetectionSettings(score_threshold=min_score, max_boxes=max_regions, min_size=min_box)
+        try:
+            found = load_detector(detector, settings, detector_format)
+        except ImportError as error:
+            raise ValueError(str(error)) from None
+        with progress_bar("detecting and describing") as update:
+            result = evaluate_objects(data, objects_file, choice.build(), choice.describe(), found, regions, batch_size, update)
+        print_result(result)
+        if json_file is not None:
+            write_json(json_file, result.to_dict())
+            console.print(f"metrics written to {json_file}")
