@@ -216,3 +216,16 @@ def test_calibrations_are_kept_per_encoder(tmp_path):
             assert Calibration.load(store.path, people.analyzer.space_record()) == calibration
         uncalibrated = People(store, FaceSpec(encoder="fusion", tta="none")).threshold()
         assert uncalibrated.similarity == make_face_encoder("fusion").default_threshold and "default" in uncalibrated.source
+
+
+def test_yunet_points_align_mobilefacenet():
+    model = shared_data("weights/yunet_face_detector")
+    yunet = FaceAnalyzer(FaceSpec(detector="yunet", detector_model=str(model), encoder="mobilefacenet"))
+    pixels = yunet.pixels(astronaut())
+    detection = yunet.locate_main_face(pixels)
+    assert detection.detector == "yunet" and detection.points.shape == (5, 2)
+    faces = yunet.face_landmarks(pixels, [detection])
+    from_68 = five_points(pixels, type(faces[0])(faces[0].box, faces[0].shape))
+    assert np.abs(faces[0].points - from_68).max() < 8  # YuNet's points and dlib's agree within a few pixels
+    hog = FaceAnalyzer(FaceSpec(encoder="mobilefacenet")).scan(astronaut()).faces[0].vector
+    assert yunet.scan(astronaut()).faces[0].vector @ hog > 0.8

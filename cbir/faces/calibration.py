@@ -20,7 +20,7 @@ from cbir.io.atomic import atomic_write
 CALIBRATION_FILE = "faces-calibration.json"
 # Without a calibration, each encoder's ``default_threshold``: the similarity that best separated same
 # from different people on the LFW pairs of ../shared/data/lfw_dev (bench/faces); calibrate on your data.
-DEFAULT_SOURCE = "the encoder's default (best accuracy on LFW dev pairs; run 'cbir faces calibrate' for your own data)"
+DEFAULT_SOURCE = "default of the face encoder (best accuracy on LFW dev pairs; run 'cbir faces calibrate' for your own data)"
 
 
 def similarity_to_distance(similarity: float) -> float:
