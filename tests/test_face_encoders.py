@@ -36,6 +36,7 @@ from cbir.faces import (  # noqa: E402
 from cbir.faces.alignment import REFERENCE_POINTS, View, five_points, similarity_chips  # noqa: E402
 from cbir.faces.calibration import Calibration  # noqa: E402
 from cbir.faces.encoders import face_encoder_from_record  # noqa: E402
+from cbir.faces.fusion import DEFAULT_WEIGHTS  # noqa: E402
 from cbir.faces.mobilefacenet import PACKAGED_MODEL  # noqa: E402
 from cbir.faces.models import FaceError  # noqa: E402
 from tests.conftest import shared_data  # noqa: E402
@@ -174,8 +175,7 @@ def test_fusion_weights_are_read_from_the_encoder_record(tmp_path):
     assert [part.record()["type"] for part in rebuilt.parts] == ["dlib_resnet_v1", "mobilefacenet"]
     record["weights"] = [1.0, 3.0]
     assert face_encoder_from_record(record).weights == (1.0, 3.0)
-    default = make_face_encoder("fusion")
-    assert isinstance(FaceAnalyzer().encoder, FusedFaceEncoder) and FaceAnalyzer().encoder.record() == default.record()
+    assert make_face_encoder("fusion").record() == FusedFaceEncoder([DlibResNetEncoder(), MobileFaceNetEncoder()], DEFAULT_WEIGHTS).record()
 
 
 # one encoder per collection ---------------------------------------------------------------------

@@ -471,7 +471,7 @@ def threshold_lines(lfw: dict, orl: dict) -> list[str]:
 
 
 # timing -----------------------------------------------------------------------------------------
-def timing_lines(data: Path, workers: int, yunet_model: str | None, photos: int = 20, indexed: int = 50) -> list[str]:
+def timing_lines(data: Path, workers: int, yunet_model: str | None, photos: int = 10, indexed: int = 30) -> list[str]:
     sample = sorted((data / "lfw_dev" / "lfw-deepfunneled").glob("*/*.jpg"))[:photos]
     pixels = [FaceAnalyzer.pixels(p) for p in sample]
     lines = [

@@ -26,7 +26,8 @@ Box = tuple[float, float, float, float]
 CROP_FACE_FRACTION = 0.45
 SMALL_PHOTO = 400
 DEFAULT_TTA = "flip"
-DEFAULT_FACE_ENCODER = "fusion"
+# dlib's ResNet until the fused encoder's weight is chosen on the LFW folds (docs/faces.md)
+DEFAULT_FACE_ENCODER = "dlib_resnet_v1"
 
 
 @dataclass(frozen=True)
