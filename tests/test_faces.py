@@ -474,6 +474,9 @@ def test_cli_index_and_search_by_face(tmp_path, photos):
     assert results[0]["uri"].endswith("group.jpg") and len(results) == 2  # one hit per photo
     threshold = FaceAnalyzer().encoder.default_threshold
     assert results[0]["score"] > threshold + 0.02 and results[1]["score"] < threshold and grid.is_file()
+    table = CliRunner().invoke(app, ["search", str(photos["hopper"]), "--faces", "-c", collection])
+    assert table.exit_code == 0, table.output
+    assert "face 1 at" in table.stdout and "group.jpg" in "".join(table.stdout.replace("│", " ").split())  # long paths fold
     empty = CliRunner().invoke(app, ["search", str(photos["empty"]), "--faces", "-c", collection])
     assert empty.exit_code == 2 and "no face found" in empty.output
 

@@ -2,8 +2,9 @@
 
 Each encoder aligns faces the way its model was trained (dlib's ResNet:
 chips of 150 px with 25 % padding from dlib's 5-point shape). Another model
-plugs in by implementing ``FaceEncoder`` and registering a factory under the
-``type`` its ``record()`` carries, so a collection can rebuild the encoder of
+plugs in by implementing ``FaceEncoder`` and registering in ``FACE_ENCODERS``,
+under the ``type`` its ``record()`` carries, a factory that takes that record,
+so a collection can rebuild the encoder of
 its face space.
 """
 
@@ -13,6 +14,7 @@ from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
+from cbir.core.registry import Registry
 from cbir.faces.alignment import Landmarks, View, aligned_chips
 from cbir.faces.models import FaceError, recognition_model
 
@@ -28,6 +30,9 @@ class FaceEncoder(Protocol):
 
     def record(self) -> dict:
         """What rebuilds this encoder (with ``type``); vectors are comparable only under equal records."""
+
+
+FACE_ENCODERS: Registry[FaceEncoder] = Registry("face encoder", error=FaceError)
 
 
 def l2_normalise(vectors: np.ndarray) -> np.ndarray:
@@ -68,14 +73,14 @@ class DlibResNetEncoder:
         return {"type": "dlib_resnet_v1", "dim": self.dim, "chip_size": self.chip_size, "padding": self.padding}
 
 
-FACE_ENCODERS: dict[str, Callable[[dict], FaceEncoder]] = {
-    "dlib_resnet_v1": lambda record: DlibResNetEncoder(),
-}
+@FACE_ENCODERS.register("dlib_resnet_v1")
+def _dlib_resnet(record: dict) -> FaceEncoder:
+    return DlibResNetEncoder()
 
 
 def register_face_encoder(type_name: str, factory: Callable[[dict], FaceEncoder]) -> None:
-    """Make encoders whose record has ``type == type_name`` rebuildable from that record."""
-    FACE_ENCODERS[type_name] = factory
+    """Make encoders whose record has ``type == type_name`` rebuildable from that record (``factory(record)``)."""
+    FACE_ENCODERS.register(type_name)(factory)
 
 
 def make_face_encoder(name: str) -> FaceEncoder:
@@ -85,10 +90,13 @@ def make_face_encoder(name: str) -> FaceEncoder:
 
 def face_encoder_from_record(record: dict) -> FaceEncoder:
     """The encoder a face space was built with."""
-    factory = FACE_ENCODERS.get(record.get("type", ""))
-    if factory is None:
+    import cbir.faces.fusion  # noqa: F401  (registers fusion)
+    import cbir.faces.mobilefacenet  # noqa: F401  (registers mobilefacenet)
+
+    type_name = record.get("type", "")
+    if type_name not in FACE_ENCODERS:
         raise FaceError(
-            f"unknown face encoder {record.get('type')!r}: choose one of {', '.join(FACE_ENCODERS)} "
+            f"unknown face encoder {type_name!r}: choose one of {', '.join(FACE_ENCODERS.names())} "
             "(or import the module that registers it first)"
         )
-    return factory(record)
+    return FACE_ENCODERS.get(type_name)(record)
