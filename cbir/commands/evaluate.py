@@ -267,6 +267,7 @@ def pairs(
     suffix: str = typer.Option(".jpg", help="Image file suffix for LFW-format names."),
     faces: bool = typer.Option(False, "--faces", help="Embed faces (detect, align, 128-d face descriptor) instead of whole images."),
     tta: Optional[str] = typer.Option(None, "--tta", help="With --faces: test-time views none, flip (the default), jitter (8 views, 4x slower) or jitter32 (32 random views, 16x slower)."),
+    face_encoder: Optional[str] = typer.Option(None, "--face-encoder", help="With --faces: dlib_resnet_v1 (the default), mobilefacenet or fusion."),
     far: float = typer.Option(1e-3, help="False-accept rate for the TAR@FAR figure."),
     backbone: Optional[str] = BackboneOption,
     pooling: Optional[str] = PoolingOption,
@@ -287,11 +288,11 @@ def pairs(
         options = (backbone, pooling, gem_p, size, multiscale, weights, encoder)
         if faces and any(option is not None for option in options):
             raise ValueError("--faces uses the face encoder: drop the image encoder options")
-        if tta is not None and not faces:
-            raise ValueError("--tta sets the test-time views of faces: add --faces")
+        if (tta is not None or face_encoder is not None) and not faces:
+            raise ValueError("--tta and --face-encoder are face options: add --faces")
         choice = None if faces else encoder_choice(*options)
         with progress_bar("embedding") as update:
-            result = evaluate_pairs(pairs_file, images, suffix, choice, far, cache, batch_size, workers, update, face_tta=tta)
+            result = evaluate_pairs(pairs_file, images, suffix, choice, far, cache, batch_size, workers, update, face_tta=tta, face_encoder=face_encoder)
         print_result(result)
         if json_file is not None:
             write_json(json_file, result.to_dict())

@@ -19,15 +19,19 @@ faces_app = App(help="Face recognition: enrol people, identify and verify faces,
 DetectorOption = registry_option("hog", "cbir.faces.detection:DETECTORS", "Face detector (yunet needs --detector-model).", "--detector")
 DetectorModelOption = typer.Option(None, "--detector-model", help="YuNet ONNX file (or its folder).")
 UpsampleOption = typer.Option(1, "--upsample", help="dlib detectors: double the image this many times to find faces under 80 px (2 for faces of ~20-40 px).")
+EncoderOption = typer.Option(
+    None, "--face-encoder",
+    help="Face encoder: dlib_resnet_v1 (the default), mobilefacenet or fusion (both); a collection keeps the one it was built with.",
+)
 ThresholdOption = typer.Option(None, "--threshold", help="Similarity a match needs (default: the calibrated one).")
 CropsOption = typer.Option(False, "--crops", help="Images are face photos centred on their subject (as in LFW or ORL): take the face covering the centre, else the centre itself.")
 JsonOption = typer.Option(False, "--json", help="Print JSON.")
 
 
-def _spec(detector: str, detector_model: Optional[Path], upsample: int) -> FaceSpec:
+def _spec(detector: str, detector_model: Optional[Path], upsample: int, encoder: Optional[str] = None) -> FaceSpec:
     from cbir.faces.analyzer import FaceSpec
 
-    return FaceSpec(detector=detector, upsample=upsample, detector_model=str(detector_model) if detector_model else None)
+    return FaceSpec(detector=detector, upsample=upsample, detector_model=str(detector_model) if detector_model else None, encoder=encoder)
 
 
 def index_faces(
@@ -124,12 +128,13 @@ def index_command(
     detector: str = DetectorOption,
     detector_model: Optional[Path] = DetectorModelOption,
     upsample: int = UpsampleOption,
+    face_encoder: Optional[str] = EncoderOption,
     sync: bool = typer.Option(False, "--sync", help="Also remove faces of photos that were deleted."),
     workers: Optional[int] = typer.Option(None, help="Worker processes (default: one per core, up to 4)."),
     as_json: bool = JsonOption,
 ) -> None:
     """Index every face of the photos (as 'cbir index --faces', with detector choices)."""
-    index_faces(directories, collection, _spec(detector, detector_model, upsample), sync=sync, workers=workers, as_json=as_json)
+    index_faces(directories, collection, _spec(detector, detector_model, upsample, face_encoder), sync=sync, workers=workers, as_json=as_json)
 
 
 @faces_app.command()
@@ -140,6 +145,7 @@ def enroll(
     detector: str = DetectorOption,
     detector_model: Optional[Path] = DetectorModelOption,
     upsample: int = UpsampleOption,
+    face_encoder: Optional[str] = EncoderOption,
     crops: bool = CropsOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -149,7 +155,7 @@ def enroll(
 
     with user_errors():
         with Collection.open_or_create(collection) as store:
-            people = People(store, _spec(detector, detector_model, upsample))
+            people = People(store, _spec(detector, detector_model, upsample, face_encoder))
             with progress_bar(f"enrolling {name}", enabled=not as_json) as update:
                 result = people.enroll(name, images, crops, progress=update)
             total = people.people().get(result.name, 0)
@@ -171,6 +177,7 @@ def identify(
     detector: str = DetectorOption,
     detector_model: Optional[Path] = DetectorModelOption,
     upsample: int = UpsampleOption,
+    face_encoder: Optional[str] = EncoderOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Name every face of IMAGE (or 'unknown' below the threshold)."""
@@ -178,7 +185,7 @@ def identify(
     from cbir.faces.people import People
 
     with user_errors(), Collection.open(collection) as store:
-        people = People(store, _spec(detector, detector_model, upsample))
+        people = People(store, _spec(detector, detector_model, upsample, face_encoder))
         found, scan, in_force = people.identify(image, threshold)
         if annotate is not None:
             from cbir.faces.annotate import annotate_faces
@@ -210,23 +217,25 @@ def verify(
     detector: str = DetectorOption,
     detector_model: Optional[Path] = DetectorModelOption,
     upsample: int = UpsampleOption,
+    face_encoder: Optional[str] = EncoderOption,
     crops: bool = CropsOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Are the largest faces of two photos the same person?"""
     from cbir.collection.collection import Collection
     from cbir.faces.analyzer import FaceAnalyzer
-    from cbir.faces.calibration import DEFAULT_SOURCE, DEFAULT_THRESHOLD
+    from cbir.faces.calibration import DEFAULT_SOURCE
     from cbir.faces.people import People, Threshold, verify_faces
 
-    spec = _spec(detector, detector_model, upsample)
+    spec = _spec(detector, detector_model, upsample, face_encoder)
     with user_errors():
         if collection is not None:
             with Collection.open(collection) as store:
                 result = People(store, spec).verify(first, second, threshold, crops)
         else:
-            in_force = Threshold(threshold, "given explicitly") if threshold is not None else Threshold(DEFAULT_THRESHOLD, DEFAULT_SOURCE)
-            result = verify_faces(FaceAnalyzer(spec), first, second, in_force, crops)
+            analyzer = FaceAnalyzer(spec)
+            in_force = Threshold(threshold, "given explicitly") if threshold is not None else Threshold(analyzer.encoder.default_threshold, DEFAULT_SOURCE)
+            result = verify_faces(analyzer, first, second, in_force, crops)
     if as_json:
         print_json({"first": str(first), "second": str(second), **result.to_dict()})
         return
@@ -282,6 +291,7 @@ def calibrate(
     detector: str = DetectorOption,
     detector_model: Optional[Path] = DetectorModelOption,
     upsample: int = UpsampleOption,
+    face_encoder: Optional[str] = EncoderOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Choose the match threshold for a target false-accept rate and store it in the collection."""
@@ -292,7 +302,7 @@ def calibrate(
         if (pairs is None) == (folder is None) or (pairs is not None and images is None):
             raise ValueError("give either --pairs FILE --images ROOT, or --folder DIR")
         with Collection.open_or_create(collection) as store:
-            people = People(store, _spec(detector, detector_model, upsample))
+            people = People(store, _spec(detector, detector_model, upsample, face_encoder))
             if pairs is not None:
                 calibration, report = people.calibrate_pairs(pairs, images, far, crops)
             else:

@@ -18,11 +18,13 @@ from cbir.faces.models import FaceError, hog_detector, mmod_detector
 
 @dataclass
 class Detection:
-    """A face box ``(left, top, right, bottom)`` with the detector's confidence and name."""
+    """A face box ``(left, top, right, bottom)`` with the detector's confidence and name, and the five
+    standard points (eye centres, nose tip, mouth corners, left to right as seen) when it finds them."""
 
     box: tuple[float, float, float, float]
     score: float
     detector: str = ""
+    points: np.ndarray | None = None
 
     @property
     def size(self) -> float:
@@ -122,7 +124,8 @@ class YuNetDetector:
         found = []
         for row in rows:
             x, y, w, h = (float(v) / scale for v in row[:4])
-            found.append(Detection((x, y, x + w, y + h), float(row[-1]), "yunet"))
+            points = np.asarray(row[4:14], dtype=np.float64).reshape(5, 2) / scale
+            found.append(Detection((x, y, x + w, y + h), float(row[-1]), "yunet", points))
         return sorted(found, key=lambda d: -d.score)
 
     def record(self) -> dict:
