@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from cbir.encoders.backbones import InputConfig, create_backbone
+from cbir.encoders.backbones import InputConfig, WeightsUnavailableError, create_backbone, missing_weights_message
 from cbir.encoders.fusion import fuse_for_inference
 from cbir.encoders.pooling import POOLINGS, make_pooling
 from cbir.io.atomic import atomic_write
@@ -62,6 +62,8 @@ class EncoderSpec:
         if not self.scales or any(s <= 0 for s in self.scales):
             raise ValueError("scales must be positive numbers")
         if self.weights is not None and self.weights_sha256 is None:
+            if not Path(self.weights).is_file():
+                raise WeightsUnavailableError(missing_weights_message(self.weights))
             object.__setattr__(self, "weights_sha256", file_sha256(self.weights))
         if self.checkpoint is not None and self.checkpoint_sha256 is None:
             object.__setattr__(self, "checkpoint_sha256", file_sha256(self.checkpoint))
