@@ -5,17 +5,19 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 from typing import Iterator, Optional
 
 import typer
 from rich.table import Table
 
-from cbir.collection.collection import Collection, CollectionError, IndexReport, SearchResult
+from cbir.collection.collection import Collection, CollectionError, SearchResult
 from cbir.encoders.backbones import WeightsUnavailableError
 from cbir.encoders.encoder import DEFAULT_BATCH_SIZE, MULTI_SCALES, EncoderSpec, encoder_spec_from_file
 from cbir.encoders.pooling import POOLINGS
 from cbir.faces.cli import faces_app, index_faces, search_faces
+from cbir.index_report import print_index_report as print_report
 from cbir.io.images import ImageLoadError, load_image
 from cbir.progress import console, progress_bar
 from cbir.training.command import train as train_command
@@ -32,9 +34,31 @@ def user_errors() -> Iterator[None]:
     """Turn the errors a user can fix into a red message and exit code 2."""
     try:
         yield
-    except (CollectionError, WeightsUnavailableError, ImageLoadError, ValueError, FileNotFoundError) as error:
+    except FileNotFoundError as error:
+        console.print(f"[red]error:[/red] file not found: {error.filename}" if error.filename else f"[red]error:[/red] {error}")
+        raise typer.Exit(2) from None
+    except (CollectionError, WeightsUnavailableError, ImageLoadError, ValueError) as error:
         console.print(f"[red]error:[/red] {error}")
         raise typer.Exit(2) from None
+
+
+@contextlib.contextmanager
+def removed_if_new_and_failed(collection: Path) -> Iterator[None]:
+    """Leave nothing behind when the first run into a new collection folder fails."""
+    existed = collection.exists()
+    try:
+        yield
+    except Exception:
+        if not existed and collection.is_dir():
+            shutil.rmtree(collection, ignore_errors=True)
+        raise
+
+
+def missing_inputs(paths: list[Path]) -> None:
+    """Raise ``FileNotFoundError`` naming the first path that does not exist."""
+    for path in paths:
+        if not path.expanduser().exists():
+            raise FileNotFoundError(2, "No such file or directory", str(path))
 
 
 def encoder_spec_from_options(
@@ -53,7 +77,7 @@ def encoder_spec_from_options(
     if encoder_file is not None:
         if backbone or pooling or gem_p is not None or weights:
             raise ValueError("--encoder FILE already fixes backbone, pooling and weights: drop those options")
-        spec = encoder_spec_from_file(encoder_file)
+        spec = encoder_spec_from_file(encoder_file.expanduser())
         changes = {"image_size": size} if size is not None else {}
         if multiscale is not None:
             changes["scales"] = MULTI_SCALES if multiscale else (1.0,)
@@ -64,24 +88,10 @@ def encoder_spec_from_options(
         "gem_p": gem_p,
         "image_size": size,
         "scales": MULTI_SCALES if multiscale else ((1.0,) if multiscale is not None else None),
-        "weights": str(weights.resolve()) if weights else None,
+        "weights": str(weights.expanduser().resolve()) if weights else None,
     }
     given = {key: value for key, value in given.items() if value is not None}
     return EncoderSpec(**given) if given else None
-
-
-def print_report(report: IndexReport) -> None:
-    console.print(
-        f"[green]added {report.added}[/green], updated {report.updated}, unchanged {report.unchanged}, "
-        f"removed {report.removed}, skipped {len(report.skipped)} in {report.seconds:.1f} s"
-    )
-    if report.skipped:
-        table = Table(title="Skipped files", title_style="bold yellow")
-        table.add_column("file", overflow="fold")
-        table.add_column("reason", overflow="fold")
-        for uri, reason in report.skipped:
-            table.add_row(uri, reason)
-        console.print(table)
 
 
 @app.command()
@@ -104,12 +114,15 @@ def index(
 ) -> None:
     """Index images into a collection; re-running adds only new or changed files."""
     with user_errors():
+        missing_inputs(directories)
         spec = encoder_spec_from_options(backbone, pooling, gem_p, size, multiscale, weights, encoder)
         if faces:
             return index_faces(directories, collection, None, sync, batch_size, workers, as_json, spec, index_type)
-        store = Collection.open_or_create(collection, spec, index_type)
-        with store, progress_bar("indexing", enabled=not as_json) as update:
-            report = store.add(directories, sync=sync, batch_size=batch_size, workers=workers, progress=update)
+        collection = collection.expanduser()
+        with removed_if_new_and_failed(collection):
+            store = Collection.open_or_create(collection, spec, index_type)
+            with store, progress_bar("indexing", enabled=not as_json) as update:
+                report = store.add(directories, sync=sync, batch_size=batch_size, workers=workers, progress=update)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
@@ -129,7 +142,7 @@ def print_results(results: list[SearchResult]) -> None:
 def search(
     image: Path = typer.Argument(..., help="Query image."),
     collection: Path = CollectionOption,
-    k: int = typer.Option(10, "-k", help="Number of results."),
+    k: int = typer.Option(10, "-k", min=1, help="Number of results (1 or more)."),
     kind: Optional[list[str]] = typer.Option(None, help="Only items of this kind (image, region, face, frame); repeatable."),
     label: Optional[str] = typer.Option(None, help="Only items carrying this label."),
     as_json: bool = typer.Option(False, "--json", help="Print results as JSON."),
@@ -142,7 +155,7 @@ def search(
     """Find the items most similar to IMAGE."""
     if faces:
         return search_faces(image, collection, k, label, as_json, grid)
-    with user_errors(), Collection.open(collection, encoder_spec_from_file(encoder) if encoder else None) as store:
+    with user_errors(), Collection.open(collection, encoder_spec_from_file(encoder.expanduser()) if encoder else None) as store:
         if qe > 0:
             from cbir.evaluation.reranking import expanded_search
 
@@ -152,7 +165,7 @@ def search(
         if grid is not None:
             from cbir.visualize import result_grid
 
-            result_grid(load_image(image), results, grid)
+            result_grid(load_image(image), results, grid.expanduser())
     if as_json:
         typer.echo(json.dumps({"query": str(image), "results": [r.to_dict() for r in results]}, indent=2))
     else:
