@@ -44,13 +44,22 @@ def user_errors() -> Iterator[None]:
 
 @contextlib.contextmanager
 def removed_if_new_and_failed(collection: Path) -> Iterator[None]:
-    """Leave nothing behind when the first run into a new collection folder fails."""
-    existed = collection.exists()
+    """Leave nothing behind when the first run into a collection folder fails (a later run keeps its work)."""
+    if (collection / "manifest.json").exists():
+        yield
+        return
+    before = set(collection.iterdir()) if collection.is_dir() else None
     try:
         yield
     except Exception:
-        if not existed and collection.is_dir():
+        if before is None:
             shutil.rmtree(collection, ignore_errors=True)
+        elif collection.is_dir():
+            for entry in set(collection.iterdir()) - before:
+                if entry.is_dir():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
         raise
 
 

@@ -44,6 +44,10 @@ def test_a_failed_first_run_leaves_no_collection(tmp_path, image_folder):
     result = runner.invoke(app, ["index", str(image_folder), "-c", str(collection), "--index", "IVF64,PQ8", "--workers", "0"])
     assert result.exit_code == 2 and "needs at least" in said(result)
     assert not collection.exists()
+    collection.mkdir()
+    (collection / "notes.txt").write_text("mine")
+    again = runner.invoke(app, ["index", str(image_folder), "-c", str(collection), "--index", "IVF64,PQ8", "--workers", "0"])
+    assert again.exit_code == 2 and [entry.name for entry in collection.iterdir()] == ["notes.txt"]
 
 
 def test_a_missing_weights_file_is_a_sentence(tmp_path, image_folder):
