@@ -35,7 +35,8 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except FileNotFoundError as error:
-        console.print(f"[red]error:[/red] file not found: {error.filename}" if error.filename else f"[red]error:[/red] {error}", soft_wrap=True)
+        message = f"file not found: {error.filename}" if error.filename else str(error)
+        console.print(f"[red]error:[/red] {message}", soft_wrap=True)
         raise typer.Exit(2) from None
     except (CollectionError, WeightsUnavailableError, ImageLoadError, ValueError) as error:
         console.print(f"[red]error:[/red] {error}", soft_wrap=True)
