@@ -21,8 +21,10 @@ from cbir.commands.common import (
     SizeOption,
     WeightsOption,
     encoder_spec_from_options,
+    missing_inputs,
     print_json,
     print_report,
+    removed_if_new_and_failed,
     results,
     user_errors,
 )
@@ -58,15 +60,19 @@ def index(
     """Index images into a collection; re-running adds only new or changed files."""
     if faces:
         with user_errors():
+            missing_inputs(directories)
             spec = encoder_spec_from_options(backbone, pooling, gem_p, size, multiscale, weights, encoder)
         return index_faces(directories, collection, None, sync, batch_size, workers, as_json, spec, index_type)
     from cbir.collection.collection import Collection
 
     with user_errors():
+        missing_inputs(directories)
         spec = encoder_spec_from_options(backbone, pooling, gem_p, size, multiscale, weights, encoder)
-        store = Collection.open_or_create(collection, spec, index_type)
-        with store, progress_bar("indexing", enabled=not as_json) as update:
-            report = store.add(directories, sync=sync, batch_size=batch_size, workers=workers, progress=update)
+        collection = collection.expanduser()
+        with removed_if_new_and_failed(collection):
+            store = Collection.open_or_create(collection, spec, index_type)
+            with store, progress_bar("indexing", enabled=not as_json) as update:
+                report = store.add(directories, sync=sync, batch_size=batch_size, workers=workers, progress=update)
     if as_json:
         print_json(report.to_dict())
     else:
@@ -87,7 +93,7 @@ def print_results(hits: list[SearchResult]) -> None:
 def search(
     image: Path = typer.Argument(..., help="Query image."),
     collection: Path = CollectionOption,
-    k: int = typer.Option(10, "-k", help="Number of results."),
+    k: int = typer.Option(10, "-k", min=1, help="Number of results (1 or more)."),
     kind: Optional[list[str]] = typer.Option(None, help="Only items of this kind (image, region, face, frame); repeatable."),
     label: Optional[str] = typer.Option(None, help="Only items carrying this label."),
     as_json: bool = typer.Option(False, "--json", help="Print results as JSON."),
@@ -115,7 +121,7 @@ def search(
                 from cbir.io.images import load_image
                 from cbir.visualize import result_grid
 
-                result_grid(load_image(image), hits, grid)
+                result_grid(load_image(image), hits, grid.expanduser())
     if as_json:
         print_json({"query": str(image), "results": [hit.to_dict() for hit in hits]})
     else:

@@ -14,6 +14,7 @@ from PIL import Image, ImageEnhance, ImageOps
 from rich.table import Table
 
 from cbir.collection.collection import Collection
+from cbir.index_report import print_index_report
 from cbir.progress import console, progress_bar
 from cbir.visualize import result_grid
 
@@ -66,7 +67,7 @@ def run_demo(out: Path) -> int:
     with Collection.open_or_create(out / "collection") as collection:
         with progress_bar("indexing") as update:
             report = collection.add([images_dir], progress=update)
-        console.print(f"indexed {report.added} new, {report.unchanged} unchanged; skipped: {report.skipped}")
+        print_index_report(report, console)
         table = Table(title="Edited copies as queries: is the original first?")
         for column in ("query", "top-1", "score", "top-2", "score", "correct"):
             table.add_column(column)

@@ -5,13 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from cbir.collection.collection import SearchResult
+from cbir.fonts import draw_text, text_width
 from cbir.io.images import ImageLoadError, load_image
 
 CAPTION_HEIGHT = 34
+CAPTION_SIZE = 12
 BORDER = 6
+TILE = 256
 
 
 def _thumbnail(image: Image.Image, size: int) -> Image.Image:
@@ -30,11 +33,24 @@ def _with_box(image: Image.Image, box: Sequence[float] | None) -> Image.Image:
     return image
 
 
+def notice_tile(text: str, size: int = 44) -> Image.Image:
+    """A grey square that says, one word a line, why there is no picture ("file missing")."""
+    tile = Image.new("RGB", (TILE, TILE), (110, 110, 110))
+    draw = ImageDraw.Draw(tile)
+    words = text.split()
+    top = (TILE - len(words) * size * 1.25) / 2
+    for number, word in enumerate(words):
+        draw_text(draw, ((TILE - text_width(word, size)) / 2, top + number * size * 1.25), word, size, (255, 255, 255))
+    return tile
+
+
 def _load_hit(result: SearchResult) -> Image.Image:
+    if not Path(result.uri).exists():
+        return notice_tile("file missing")
     try:
         return _with_box(load_image(result.uri), result.box)
     except ImageLoadError:
-        return Image.new("RGB", (64, 64), (120, 120, 120))
+        return notice_tile("unreadable")
 
 
 def result_grid(
@@ -50,7 +66,6 @@ def result_grid(
 
     ``correct`` (one flag per hit) frames hits green or red.
     """
-    font = ImageFont.load_default(size=12)
     cells = [("query", _thumbnail(query, thumb), (40, 90, 220))]
     for position, result in enumerate(results):
         colour = (200, 200, 200)
@@ -67,7 +82,7 @@ def result_grid(
         x, y = (position % columns) * cell_w, (position // columns) * cell_h
         draw.rectangle([x + 1, y + 1, x + cell_w - 2, y + thumb + 2 * BORDER - 2], fill=colour)
         sheet.paste(image, (x + BORDER, y + BORDER))
-        draw.multiline_text((x + BORDER, y + thumb + 2 * BORDER + 2), caption, fill=(20, 20, 20), font=font)
+        draw_text(draw, (x + BORDER, y + thumb + 2 * BORDER + 2), caption, CAPTION_SIZE, (20, 20, 20))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(path)

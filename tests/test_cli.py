@@ -74,8 +74,10 @@ def test_whiten_from_another_collection(indexed, tmp_path):
     assert json.loads(runner.invoke(app, ["info", "-c", str(indexed), "--json"]).stdout)["spaces"]["image"]["whitening"]
 
 
-def test_demo_runs_offline_and_finds_every_original(tmp_path):
+def test_demo_runs_offline_and_finds_every_original(tmp_path, capsys):
     from cbir.demo import QUERY_SOURCES, run_demo
 
     assert run_demo(tmp_path / "demo") == len(QUERY_SOURCES)
     assert (tmp_path / "demo" / "grid-cat.png").is_file()
+    told = " ".join(capsys.readouterr().err.split())
+    assert "Skipped files" in told and "broken.jpg" in told and "[(" not in told  # a table, not a Python list

@@ -44,6 +44,7 @@ def test_evaluate_labeled_writes_json_and_report(tmp_path):
     assert result["config"]["alpha_qe"] == {"neighbours": 2, "alpha": 3.0}
     assert [entry["file"].endswith("broken.jpg") for entry in result["skipped"]] == [True]
     assert "mAP" in completed.stdout and "broken.jpg: not a recognised image format" in completed.stderr
+    assert "writing the HTML report" in completed.stderr and "report: map of 12 database embeddings" in completed.stderr
     page = (report / "index.html").read_text()
     for picture in ("precision_recall.png", "ap_per_group.png", "query_0.png", "embedding_map.png"):
         assert picture in page and (report / picture).stat().st_size > 1000
@@ -61,6 +62,23 @@ def test_whitening_on_the_evaluated_set_is_flagged(tmp_path):
     assert written["config"]["whitening"] == {"learned_on": "the evaluated database itself", "images": 12, "dim": 8}
     assert any("learned on the evaluated images" in note for note in written["notes"])
     assert "flatters the result" in " ".join(result.output.split())
+
+
+def test_a_labels_csv_that_names_no_existing_file_says_why(tmp_path):
+    data = labeled_folder(tmp_path / "data")
+    labels = tmp_path / "labels.csv"
+    labels.write_text("filename,class_id\nclass_0/0.jpg,0\nclass_1/0.jpg,1\nclass_2/0.jpg,2\n")
+    result = CliRunner().invoke(app, ["evaluate", "labeled", str(data / "class_0"), "--labels", str(labels)])
+    told = " ".join(result.output.split())
+    assert result.exit_code == 2
+    assert f"none of the 3 files listed in {labels} exists" in told
+    assert f"looked for at {data / 'class_0' / 'class_0' / '0.jpg'}" in told and "relative to DATA" in told
+
+
+def test_a_missing_labels_csv_does_not_exist(tmp_path):
+    data = labeled_folder(tmp_path / "data")
+    result = CliRunner().invoke(app, ["evaluate", "labeled", str(data), "--labels", str(tmp_path / "absent.csv")])
+    assert result.exit_code == 2 and f"{tmp_path / 'absent.csv'} does not exist" in " ".join(result.output.split())
 
 
 def test_json_file_keeps_non_ascii_names_readable(tmp_path):

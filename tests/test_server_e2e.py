@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.server_support import build_collection, free_port, query_jpeg
+from tests.server_support import build_collection, free_port, photos, query_jpeg
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -32,10 +32,27 @@ if not CHROMIUM.exists():
     )
 
 
+REPEATED_NAME = "IMG 000.jpg"
+REPEATED_IN = ("a", "b", "c")
+
+
+def add_files_of_one_name(collection: Path, root: Path) -> None:
+    """Three photos that share one file name in different folders, as cameras name them."""
+    from cbir.collection.collection import Collection
+
+    for folder, photo in zip(REPEATED_IN, ("rocket", "motorcycle", "china")):
+        (root / folder).mkdir(parents=True)
+        photos()[photo].save(root / folder / REPEATED_NAME, quality=90)
+    with Collection.open(collection) as store:
+        store.add([root])
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """`cbir serve` in its own process on a free loopback port; yields (base URL, collection path)."""
-    collection = build_collection(tmp_path_factory.mktemp("e2e"))
+    root = tmp_path_factory.mktemp("e2e")
+    collection = build_collection(root)
+    add_files_of_one_name(collection, root / "camera")
     port = free_port()
     environment = {key: value for key, value in os.environ.items() if key != "CBIR_TOKEN"}
     command = [sys.executable, "-m", "cbir.cli", "serve", "--collection", str(collection), "--port", str(port)]
@@ -107,7 +124,7 @@ def test_upload_a_query_and_browse_the_results(page, server, tmp_path):
     expected = httpx.post(f"{base}/search", files={"image": (query.name, query.read_bytes())}, data={"k": 24}).json()
     expected_ids = [hit["item_id"] for hit in expected["results"]]
 
-    page.wait_for_function("() => document.getElementById('collection-info').textContent.includes('13 items')")
+    page.wait_for_function("() => document.getElementById('collection-info').textContent.includes('16 items')")
     page.set_input_files("#file-input", str(query))
     page.wait_for_selector("#results .card")
     page.wait_for_function(
@@ -164,3 +181,77 @@ def test_a_bad_upload_shows_the_servers_message(page, tmp_path):
     page.set_input_files("#file-input", str(fake))
     page.wait_for_selector("#message:not([hidden])")
     assert "not an image" in page.text_content("#message")
+    assert page.is_hidden("#query-preview") and not cards(page)
+
+
+def shown_query(page) -> dict:
+    """What the page says its query is: preview, caption, heading, cards."""
+    return {
+        "preview": page.get_attribute("#query-preview img", "alt"),
+        "caption": page.text_content("#query-caption"),
+        "title": page.text_content("#results-title"),
+        "cards": [card["id"] for card in cards(page)],
+    }
+
+
+def upload(page, path: Path) -> None:
+    page.set_input_files("#file-input", str(path))
+    page.wait_for_function(f"() => document.getElementById('results-title').textContent.includes({path.name!r})")
+
+
+def test_a_bad_upload_after_a_good_one_keeps_the_good_query_on_show(page, tmp_path):
+    query = tmp_path / "cat-edited.jpg"
+    query.write_bytes(query_jpeg("cat"))
+    upload(page, query)
+    before = shown_query(page)
+    assert before["preview"] == "cat-edited.jpg" and before["cards"]
+
+    fake = tmp_path / "notes.png"
+    fake.write_text("these are notes, not a picture")
+    page.set_input_files("#file-input", str(fake))
+    page.wait_for_selector("#message:not([hidden])")
+    message = page.text_content("#message")
+    assert "notes.png" in message and "not an image" in message and "cat-edited.jpg" in message
+    assert shown_query(page) == before
+
+
+def test_more_results_extend_the_grid_page_by_page(page, server, tmp_path):
+    base, _ = server
+    query = tmp_path / "coffee-edited.jpg"
+    query.write_bytes(query_jpeg("coffee", seed=2))
+    everything = httpx.post(f"{base}/search", files={"image": (query.name, query.read_bytes())}, data={"k": 24}).json()
+    page.select_option("#k", "12")
+    upload(page, query)
+    first = [card["id"] for card in cards(page)]
+    assert len(first) == 12 and page.is_visible("#more")
+
+    page.click("#more")
+    page.wait_for_function("() => document.querySelectorAll('#results .card').length === 16")
+    assert [card["id"] for card in cards(page)] == [hit["item_id"] for hit in everything["results"]]
+    assert page.is_hidden("#more")  # all 16 items are shown
+    assert "16 results" in page.text_content("#status")
+
+
+def test_files_of_one_name_show_their_folder(page, tmp_path):
+    query = tmp_path / "rocket-edited.jpg"
+    query.write_bytes(query_jpeg("rocket"))
+    upload(page, query)
+    names = [card["name"] for card in cards(page)]
+    assert sorted(name for name in names if REPEATED_NAME in name) == [f"{folder}/{REPEATED_NAME}" for folder in REPEATED_IN]
+    assert "cat.jpg" in names  # the photo and a region of it share one file: its name needs no folder
+
+
+def test_back_after_clicking_a_result_restores_the_uploaded_query(page, tmp_path):
+    query = tmp_path / "astronaut-edited.jpg"
+    query.write_bytes(query_jpeg("astronaut", seed=4))
+    upload(page, query)
+    uploaded = shown_query(page)
+
+    page.click("#results .card >> nth=2 >> .thumb")
+    page.wait_for_function("() => document.getElementById('results-title').textContent.includes('(item ')")
+    assert shown_query(page)["cards"] != uploaded["cards"]
+
+    page.go_back()
+    page.wait_for_function("() => document.getElementById('results-title').textContent.includes('astronaut-edited.jpg')")
+    page.wait_for_function("() => document.getElementById('query-caption').textContent.includes('astronaut-edited.jpg')")
+    assert shown_query(page) == uploaded and page.evaluate("location.hash") == ""

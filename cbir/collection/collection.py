@@ -71,6 +71,7 @@ class IndexReport:
     updated: int = 0
     unchanged: int = 0
     removed: int = 0
+    gone: int = 0  # files indexed before and deleted since, left in place (no ``sync``)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     previously_skipped: int = 0
     seconds: float = 0.0
@@ -101,7 +102,7 @@ class Collection:
     @classmethod
     def create(cls, path: str | Path, encoder: EncoderSpec | None = None, index: str = "Flat") -> "Collection":
         """A new, empty collection at ``path`` for images encoded by ``encoder``."""
-        path = Path(path)
+        path = Path(path).expanduser()
         if (path / "manifest.json").exists():
             raise CollectionError(f"{path} already holds a collection: open it instead")
         from cbir.collection.vector_index import VectorIndex
@@ -125,7 +126,7 @@ class Collection:
 
         A loaded ``Encoder`` is used as it is rather than loaded again.
         """
-        path = Path(path)
+        path = Path(path).expanduser()
         if not (path / "manifest.json").is_file():
             raise CollectionError(f"no collection at {path}: create one with 'cbir index DIR --collection {path}'")
         collection = cls(path, Manifest.load(path / "manifest.json"))
@@ -139,7 +140,8 @@ class Collection:
 
     @classmethod
     def open_or_create(cls, path: str | Path, encoder: EncoderSpec | None = None, index: str = "Flat") -> "Collection":
-        if (Path(path) / "manifest.json").is_file():
+        """Open the collection at ``path``, or create it there when there is none yet."""
+        if (Path(path).expanduser() / "manifest.json").is_file():
             return cls.open(path, encoder)
         return cls.create(path, encoder, index)
 
@@ -329,7 +331,7 @@ class Collection:
 
         started = time.perf_counter()
         pipeline = pipeline or ImagePipeline(self.encoder)
-        roots = [Path(p).resolve() for p in paths]
+        roots = [Path(p).expanduser().resolve() for p in paths]
         with self.lock:
             if pipeline.space not in self.manifest.spaces:
                 self.add_space(pipeline.space, *pipeline.space_record())
@@ -356,8 +358,12 @@ class Collection:
                     continue
                 todo.append((file, stat))
             index = self.index(pipeline.space)
+            gone = self._gone_sources(roots, files, known)
             if sync:
-                report.removed = self._remove_missing(roots, files, known, pipeline.space)
+                self._remove_source_ids(gone, pipeline.space)
+                report.removed = len(gone)
+            else:
+                report.gone = len(gone)
             if todo:
                 self._process_and_store(pipeline, todo, known, report, batch_size, workers, progress)
             index = self.index(pipeline.space)
@@ -414,15 +420,15 @@ class Collection:
             if progress is not None:
                 progress(done, len(todo))
 
-    def _remove_missing(self, roots: list[Path], files: list[Path], known, space: str) -> int:
+    @staticmethod
+    def _gone_sources(roots: list[Path], files: list[Path], known) -> list[int]:
+        """Ids of the known sources under ``roots`` whose files no longer exist."""
         present = {str(file) for file in files}
-        gone = [
+        return [
             state.id
             for uri, state in known.items()
             if uri not in present and any(_is_within(Path(uri), root) for root in roots) and not Path(uri).exists()
         ]
-        self._remove_source_ids(gone, space)
-        return len(gone)
 
     def _remove_source_ids(self, source_ids: list[int], space: str) -> None:
         if not source_ids:

@@ -13,6 +13,7 @@ import dataclasses
 import importlib
 import json
 import re
+import shutil
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Optional
@@ -99,9 +100,41 @@ def user_errors() -> Iterator[None]:
 
     try:
         yield
-    except (CollectionError, WeightsUnavailableError, ImageLoadError, ValueError, FileNotFoundError) as error:
-        console.print(f"[red]error:[/red] {error}")
+    except FileNotFoundError as error:
+        message = f"file not found: {error.filename}" if error.filename else str(error)
+        console.print(f"[red]error:[/red] {message}", soft_wrap=True)
         raise typer.Exit(2) from None
+    except (CollectionError, WeightsUnavailableError, ImageLoadError, ValueError) as error:
+        console.print(f"[red]error:[/red] {error}", soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+@contextlib.contextmanager
+def removed_if_new_and_failed(collection: Path) -> Iterator[None]:
+    """Leave nothing behind when the first run into a collection folder fails (a later run keeps its work)."""
+    if (collection / "manifest.json").exists():
+        yield
+        return
+    before = set(collection.iterdir()) if collection.is_dir() else None
+    try:
+        yield
+    except Exception:
+        if before is None:
+            shutil.rmtree(collection, ignore_errors=True)
+        elif collection.is_dir():
+            for entry in set(collection.iterdir()) - before:
+                if entry.is_dir():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
+        raise
+
+
+def missing_inputs(paths: list[Path]) -> None:
+    """Raise ``FileNotFoundError`` naming the first path that does not exist."""
+    for path in paths:
+        if not path.expanduser().exists():
+            raise FileNotFoundError(2, "No such file or directory", str(path))
 
 
 def encoder_spec_from_options(
@@ -124,7 +157,7 @@ def encoder_spec_from_options(
 
         if backbone or pooling or gem_p is not None or weights:
             raise ValueError("--encoder FILE already fixes backbone, pooling and weights: drop those options")
-        spec = encoder_spec_from_file(encoder_file)
+        spec = encoder_spec_from_file(encoder_file.expanduser())
         changes = {"image_size": size} if size is not None else {}
         if multiscale is not None:
             changes["scales"] = MULTI_SCALES if multiscale else (1.0,)
@@ -135,7 +168,7 @@ def encoder_spec_from_options(
         "gem_p": gem_p,
         "image_size": size,
         "scales": MULTI_SCALES if multiscale else ((1.0,) if multiscale is not None else None),
-        "weights": str(weights.resolve()) if weights else None,
+        "weights": str(weights.expanduser().resolve()) if weights else None,
     }
     given = {key: value for key, value in given.items() if value is not None}
     return EncoderSpec(**given) if given else None
@@ -160,15 +193,7 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def print_report(report: IndexReport) -> None:
-    """What an indexing run did, and the files it skipped and why."""
-    results.print(
-        f"[green]added {report.added}[/green], updated {report.updated}, unchanged {report.unchanged}, "
-        f"removed {report.removed}, skipped {len(report.skipped)} in {report.seconds:.1f} s"
-    )
-    if report.skipped:
-        table = Table(title="Skipped files", title_style="bold yellow")
-        table.add_column("file", overflow="fold")
-        table.add_column("reason", overflow="fold")
-        for uri, reason in report.skipped:
-            table.add_row(uri, reason)
-        results.print(table)
+    """What an indexing run did, files gone since, and the files it skipped and why (to stdout)."""
+    from cbir.index_report import print_index_report
+
+    print_index_report(report, results)

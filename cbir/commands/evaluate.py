@@ -52,6 +52,7 @@ def encoder_choice(backbone, pooling, gem_p, size, multiscale, weights, encoder_
 
     spec = encoder_spec_from_options(backbone, pooling, gem_p, size, multiscale, weights)
     if encoder_file is not None:
+        encoder_file = encoder_file.expanduser()
         if spec is not None:
             raise ValueError("--encoder already fixes backbone, pooling and size: drop the other encoder options")
         if not encoder_file.is_file():
@@ -75,6 +76,7 @@ def run_protocol(
     """Build the benchmark, evaluate it with a progress bar, print and write the results."""
     from cbir.evaluation.benchmark import WhiteningPlan, evaluate
 
+    json_file, cache, whiten_on = (path.expanduser() if path is not None else None for path in (json_file, cache, whiten_on))
     with user_errors():
         choice = encoder_choice(*choice_options)
         benchmark = make_benchmark()
@@ -88,7 +90,8 @@ def run_protocol(
         if report is not None:
             from cbir.evaluation.report import write_report
 
-            page = write_report(result, report)
+            console.print(f"writing the HTML report to {report} ...")
+            page = write_report(result, report, on_step=lambda step: console.print(f"  report: {step}", highlight=False))
             console.print(f"report written to {page}")
 
 
@@ -129,7 +132,7 @@ def labeled(
     labels: Optional[Path] = typer.Option(None, help="CSV of filename,class_id[,class_name] (file names relative to DATA)."),
     queries: Optional[Path] = typer.Option(None, help="Query split: a CSV like --labels, or a folder of class subfolders."),
     database: Optional[Path] = typer.Option(None, help="Database split (default: the labeled images that are not queries)."),
-    k: list[int] = typer.Option([1, 5, 10], "-k", help="Cut-offs for P@k, R@k and mAP@k; repeatable."),
+    k: list[int] = typer.Option([1, 5, 10], "-k", min=1, help="Cut-offs for P@k, R@k and mAP@k (1 or more); repeatable."),
     backbone: Optional[str] = BackboneOption,
     pooling: Optional[str] = PoolingOption,
     gem_p: Optional[float] = GemOption,
@@ -284,6 +287,7 @@ def pairs(
     """Verification: k-fold accuracy (threshold from the other folds), ROC AUC and TAR@FAR."""
     from cbir.evaluation.protocols import evaluate_pairs
 
+    json_file, cache = (path.expanduser() if path is not None else None for path in (json_file, cache))
     with user_errors():
         options = (backbone, pooling, gem_p, size, multiscale, weights, encoder)
         if faces and any(option is not None for option in options):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import ipaddress
+import socket
 from pathlib import Path
 from typing import Optional
 
@@ -19,6 +21,20 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def port_in_use_message(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be listened on (in use, or not an address here), or None when it can."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            return f"port {port} on {host} is already in use: stop the other server or choose another with --port"
+        return f"cannot listen on {host}:{port} ({error.strerror or error}): check --host and --port"
+    return None
 
 
 def serve(
@@ -43,6 +59,10 @@ def serve(
     except ImportError as error:
         console.print(f"[red]error:[/red] {error.name} is missing: install the server with pip install 'cbir[server]'")
         raise typer.Exit(2) from None
+    problem = port_in_use_message(host, port)
+    if problem is not None:
+        console.print(f"[red]error:[/red] {problem}")
+        raise typer.Exit(2)
     with user_errors():
         settings = ServerSettings(
             max_upload_bytes=int(max_upload_mb * 1024 * 1024),

@@ -50,13 +50,14 @@ def train(
     from cbir.training.trainer import TrainConfig
     from cbir.training.trainer import train as run_training
 
+    out = out.expanduser()
     with user_errors():
         config = TrainConfig(
             loss=loss, margin=margin, pos_margin=pos_margin, miner=miner, epochs=epochs, batch_size=batch_size,
             m_per_class=m_per_class, lr=lr, head_lr=head_lr, train_layers=train_layers, whitening=whitening,
             whitening_dim=dim, views=views, augment=augment, val=val, val_fraction=val_fraction, monitor=monitor,
             patience=patience, negatives=negatives, pool_size=pool_size, backbone=backbone, image_size=size,
-            weights=str(weights) if weights else None, device=device, workers=workers, seed=seed,
+            weights=str(weights.expanduser()) if weights else None, device=device, workers=workers, seed=seed,
         )
         training_data = load_training_data(data, labels, split)
         result = run_training(config, training_data, out, resume=resume, quiet=as_json)

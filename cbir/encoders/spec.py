@@ -12,6 +12,8 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from cbir.encoders.errors import WeightsUnavailableError, missing_weights_message
+
 MULTI_SCALES = (1.0, 1 / math.sqrt(2), 0.5)
 
 
@@ -46,6 +48,8 @@ class EncoderSpec:
         if not self.scales or any(s <= 0 for s in self.scales):
             raise ValueError("scales must be positive numbers")
         if self.weights is not None and self.weights_sha256 is None:
+            if not Path(self.weights).is_file():
+                raise WeightsUnavailableError(missing_weights_message(self.weights))
             object.__setattr__(self, "weights_sha256", file_sha256(self.weights))
         if self.checkpoint is not None and self.checkpoint_sha256 is None:
             object.__setattr__(self, "checkpoint_sha256", file_sha256(self.checkpoint))

@@ -154,7 +154,7 @@ class EvaluationResult:
 
 def image_files(folder: str | Path) -> list[Path]:
     """Image files under ``folder`` (recursively), sorted."""
-    folder = Path(folder)
+    folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} is not a folder of images")
     files = sorted(path for path in folder.rglob("*") if path.is_file() and is_image_path(path))
@@ -222,7 +222,8 @@ def _encode(benchmark: Benchmark, choice: EncoderChoice, cache_dir, batch_size, 
     database_rows = np.array([i for i, ref in enumerate(benchmark.database) if ref in row_of], dtype=np.int64)
     query_rows = np.array([i for i, ref in enumerate(benchmark.queries) if ref in row_of], dtype=np.int64)
     if not len(database_rows) or not len(query_rows):
-        raise ValueError(f"no usable images: {len(described.skipped)} could not be read")
+        example = f" (for example {described.skipped[0][0]}: {described.skipped[0][1]})" if described.skipped else ""
+        raise ValueError(f"no usable images: all {len(described.skipped)} could not be read{example}")
     return _Encoded(
         described.vectors[[row_of[benchmark.queries[i]] for i in query_rows]],
         described.vectors[[row_of[benchmark.database[i]] for i in database_rows]],

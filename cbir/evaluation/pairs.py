@@ -34,8 +34,8 @@ def read_pairs(path: str | Path, images: str | Path, suffix: str = ".jpg") -> li
     A header-less file of ``a b same`` lines (paths relative to ``images``,
     ``same`` 1 or 0) is read as one fold.
     """
-    images = Path(images)
-    lines = [line.split() for line in Path(path).read_text().splitlines() if line.strip()]
+    images, path = Path(images).expanduser(), Path(path).expanduser()
+    lines = [line.split() for line in path.read_text().splitlines() if line.strip()]
     if not lines:
         raise ValueError(f"{path} holds no pairs")
 

@@ -41,7 +41,7 @@ def read_labeled(source: str | Path, root: str | Path | None = None) -> tuple[li
     to ``root`` (default: the CSV's folder); a first row starting with
     ``filename`` is a header.
     """
-    source = Path(source)
+    source = Path(source).expanduser()
     if source.is_dir():
         classes = sorted(folder for folder in source.iterdir() if folder.is_dir())
         if not classes:
@@ -54,9 +54,11 @@ def read_labeled(source: str | Path, root: str | Path | None = None) -> tuple[li
         if not paths:
             raise ValueError(f"the class subfolders of {source} hold no images")
         return paths, labels, {name: name for name in labels}
+    if not source.exists():
+        raise FileNotFoundError(f"{source} does not exist: give a labels CSV or a folder of class subfolders")
     if not source.is_file():
-        raise FileNotFoundError(f"{source} is neither a labels CSV nor a folder of class subfolders")
-    root = Path(root) if root is not None else source.parent
+        raise ValueError(f"{source} is neither a labels CSV nor a folder of class subfolders")
+    root = Path(root).expanduser() if root is not None else source.parent
     with open(source, newline="") as handle:
         rows = [row for row in csv.reader(handle) if row and any(cell.strip() for cell in row)]
     if rows and rows[0][0].strip().lower() == "filename":
@@ -70,6 +72,11 @@ def read_labeled(source: str | Path, root: str | Path | None = None) -> tuple[li
         paths.append(root / row[0].strip())
         labels.append(row[1].strip())
         names.setdefault(row[1].strip(), row[2].strip() if len(row) > 2 and row[2].strip() else row[1].strip())
+    if not any(path.is_file() for path in paths):
+        raise FileNotFoundError(
+            f"none of the {len(paths)} files listed in {source} exists: row 1 names {rows[0][0].strip()!r}, looked for "
+            f"at {paths[0]}. File names in the CSV are relative to DATA ({root}): give as DATA the folder they are relative to"
+        )
     return paths, labels, names
 
 
@@ -87,7 +94,7 @@ def labeled(
     CSVs (relative to ``data``) or folders of class subfolders; given one,
     the other is the rest of the labeled images.
     """
-    data = Path(data)
+    data = Path(data).expanduser()
 
     def read(source: str | Path | None) -> tuple[list[Path], list[str], dict[str, str]] | None:
         return None if source is None else read_labeled(source, data)
@@ -202,7 +209,7 @@ def _named(metric: str, setup: str) -> str:
 # Oxford / Paris -----------------------------------------------------------------
 def oxford(ground_truth: str | Path, images: str | Path, ks: Sequence[int] = (1, 5, 10)) -> Benchmark:
     """Oxford5k/Paris6k: a folder of ``*_query/good/ok/junk.txt`` files, or a revisited ``gnd_*.pkl``."""
-    ground_truth, images = Path(ground_truth), Path(images)
+    ground_truth, images = Path(ground_truth).expanduser(), Path(images).expanduser()
     if not images.is_dir():
         raise FileNotFoundError(f"{images} is not the folder of the data set's images")
     if ground_truth.suffix == ".pkl":

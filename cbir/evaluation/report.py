@@ -6,7 +6,9 @@ from __future__ import annotations
 import html
 import json
 from pathlib import Path
+from typing import Callable
 
+import matplotlib
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
@@ -15,6 +17,7 @@ from cbir.collection.collection import SearchResult
 from cbir.evaluation import metrics
 from cbir.evaluation.benchmark import RECALL_LEVELS, EvaluationResult, ListTruth
 from cbir.evaluation.descriptors import crop
+from cbir.fonts import matplotlib_families
 from cbir.io.images import ImageLoadError
 from cbir.visualize import result_grid
 
@@ -23,19 +26,29 @@ RESULTS_SHOWN = 8
 TSNE_LIMIT = 3000
 
 
-def write_report(result: EvaluationResult, folder: str | Path) -> Path:
-    """Write ``index.html`` and its pictures into ``folder``; returns the page's path."""
-    folder = Path(folder)
+def write_report(result: EvaluationResult, folder: str | Path, on_step: Callable[[str], None] | None = None) -> Path:
+    """Write ``index.html`` and its pictures into ``folder``; returns the page's path.
+
+    ``on_step`` is told what is being drawn before each part (the embedding map can take a while).
+    """
+    folder = Path(folder).expanduser()
     folder.mkdir(parents=True, exist_ok=True)
-    sections = [_metrics_section(result)]
-    sections.append(_figure(folder, "precision_recall.png", _precision_recall(result), "Precision-recall (interpolated, mean over queries)"))
-    per_group = _ap_per_group(result)
-    if per_group is not None:
-        sections.append(_figure(folder, "ap_per_group.png", per_group[0], per_group[1]))
-    sections.append(_samples_section(result, folder))
-    embedding_map = _embedding_map(result)
-    if embedding_map is not None:
-        sections.append(_figure(folder, "embedding_map.png", embedding_map[0], embedding_map[1]))
+    step = on_step or (lambda description: None)
+    with matplotlib.rc_context({"font.family": matplotlib_families(_names_shown(result))}):
+        sections = [_metrics_section(result)]
+        step("precision-recall curve")
+        sections.append(_figure(folder, "precision_recall.png", _precision_recall(result), "Precision-recall (interpolated, mean over queries)"))
+        step("AP per class or query")
+        per_group = _ap_per_group(result)
+        if per_group is not None:
+            sections.append(_figure(folder, "ap_per_group.png", per_group[0], per_group[1]))
+        step(f"up to {SAMPLE_QUERIES} sample queries with their results")
+        sections.append(_samples_section(result, folder))
+        if result.database_vectors is not None and len(result.database_vectors) >= 5:
+            step(f"map of {len(result.database_vectors)} database embeddings")
+        embedding_map = _embedding_map(result)
+        if embedding_map is not None:
+            sections.append(_figure(folder, "embedding_map.png", embedding_map[0], embedding_map[1]))
     page = folder / "index.html"
     title = html.escape(f"cbir evaluate {result.protocol}")
     page.write_text(
@@ -51,6 +64,14 @@ STYLE = (
     "td.v{text-align:right;font-variant-numeric:tabular-nums}img{max-width:100%}"
     "pre{background:#f6f6f6;padding:.8em;overflow-x:auto}.note{color:#a05a00}"
 )
+
+
+def _names_shown(result: EvaluationResult) -> list[str]:
+    """Class and query names that the figures may write."""
+    benchmark = result.benchmark
+    if benchmark is None:
+        return []
+    return [str(name) for name in benchmark.class_names.values()] + [ref.path.stem for ref in benchmark.queries]
 
 
 def _metrics_section(result: EvaluationResult) -> str:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from cbir.faces.people import Identification
+from cbir.fonts import draw_text, text_width
 
 KNOWN = (40, 190, 70)
 UNKNOWN = (230, 60, 50)
@@ -19,18 +20,17 @@ def annotate_faces(image: Image.Image, identifications: Sequence[Identification]
     canvas = image.convert("RGB").copy()
     draw = ImageDraw.Draw(canvas)
     width = max(2, round(max(canvas.size) / 300))
-    font = ImageFont.load_default(size=max(12, round(max(canvas.size) / 45)))
+    size = max(12, round(max(canvas.size) / 45))
     for found in identifications:
         colour = KNOWN if found.name else UNKNOWN
         left, top, right, bottom = found.face.box
         draw.rectangle([left, top, right, bottom], outline=colour, width=width)
         caption = f"{found.label} {found.similarity:.2f}"
-        text_box = draw.textbbox((0, 0), caption, font=font)
-        text_w, text_h = text_box[2] - text_box[0], text_box[3] - text_box[1]
+        text_w, text_h = round(text_width(caption, size)), round(size * 1.25)
         y = bottom + width if bottom + text_h + 3 * width < canvas.height else max(0, top - text_h - 3 * width)
         x = max(0, min(left, canvas.width - text_w - 2 * width))
         draw.rectangle([x, y, x + text_w + 2 * width, y + text_h + 2 * width], fill=colour)
-        draw.text((x + width, y + width - text_box[1]), caption, fill=(255, 255, 255), font=font)
+        draw_text(draw, (x + width, y + width), caption, size, (255, 255, 255))
     if path is not None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)

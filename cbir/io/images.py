@@ -48,9 +48,10 @@ def load_image(
         return to_rgb(ImageOps.exif_transpose(source))
     if not isinstance(source, bytes):
         try:
-            source = Path(source).read_bytes()
+            path = Path(source).expanduser()
+            source = path.read_bytes()
         except FileNotFoundError:
-            raise ImageLoadError("file not found") from None
+            raise ImageLoadError(f"file not found: {path}") from None
         except OSError as error:
             raise ImageLoadError(f"unreadable: {error.strerror or error}") from None
     if not source:

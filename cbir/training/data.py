@@ -93,7 +93,7 @@ class TrainingData:
 def load_training_data(data: str | Path, labels_csv: str | Path | None = None, split: str = "train") -> TrainingData:
     """Read ``data``: a folder of class subfolders, a root with ``labels_csv``, a MedMNIST ``.npz``
     (``split`` trains; its ``val`` split, when present, validates), or a CSV/text file of pairs or triplets."""
-    data = Path(data)
+    data = Path(data).expanduser()
     if not data.exists():
         raise FileNotFoundError(f"{data} does not exist")
     if labels_csv is not None:
@@ -114,7 +114,7 @@ def load_training_data(data: str | Path, labels_csv: str | Path | None = None, s
 
 def read_class_folders(root: str | Path) -> TrainingData:
     """Every subfolder of ``root`` is a class; its images (searched recursively) are its members."""
-    root = Path(root)
+    root = Path(root).expanduser()
     sources: list[ImageSource] = []
     labels: list[int] = []
     class_names: list[str] = []
@@ -139,7 +139,7 @@ def read_labels_csv(root: str | Path, labels_csv: str | Path) -> TrainingData:
 
     A ``class_name`` column, when the header has one, names the classes.
     """
-    root, labels_csv = Path(root), Path(labels_csv)
+    root, labels_csv = Path(root).expanduser(), Path(labels_csv).expanduser()
     if not labels_csv.is_file():
         raise FileNotFoundError(f"labels file {labels_csv} does not exist")
     with open(labels_csv, newline="") as stream:
@@ -190,7 +190,7 @@ def read_tuples_file(path: str | Path) -> TrainingData:
     fields; a header line is allowed. Rows naming missing files are dropped
     and counted in the origin.
     """
-    path = Path(path)
+    path = Path(path).expanduser()
     text = path.read_text()
     dialect_delimiter = "," if "," in text else ("\t" if "\t" in text else " ")
     rows = [

@@ -18,18 +18,25 @@ const elements = {
   message: document.getElementById("message"),
   empty: document.getElementById("empty"),
   grid: document.getElementById("results"),
+  more: document.getElementById("more"),
+  limitNote: document.getElementById("limit-note"),
   overlay: document.getElementById("drop-overlay"),
   template: document.getElementById("card-template"),
 };
 
+// The page shows one query at a time: `state.query` with its preview, heading and cards. A new query
+// replaces them only once its search succeeds; a failed one leaves them as they were, with a message.
 const state = {
-  query: null, // {file: File} or {itemId: number}
+  query: null, // {file: File} or {itemId: number, name?: string}
+  pages: 1, // how many times the "Results" count is asked for ("More results" adds one)
   limits: {maxUploadBytes: Infinity, maxK: 200},
   running: null, // AbortController of the search in flight
   previewUrl: null,
 };
 
 const itemDetails = new Map(); // item id -> promise of GET /items/{id}
+const uploads = new Map(); // upload number (in its history entry's state) -> File, for Back and Forward
+const KEPT_UPLOADS = 50;
 
 class ApiError extends Error {}
 
@@ -133,7 +140,14 @@ function setPreview(frame, caption) {
   elements.caption.textContent = caption;
 }
 
-function useFile(file) {
+function previewFile(file) {
+  const url = URL.createObjectURL(file);
+  setPreview(frameFor(url, file.name), `${file.name} · ${(file.size / 1024).toFixed(0)} KB`);
+  state.previewUrl = url;
+}
+
+// `fromHistory`: the Back or Forward button brought this upload back; the history already has its entry.
+function useFile(file, {fromHistory = false} = {}) {
   if (!file) return;
   if (!file.type.startsWith("image/") && file.type !== "") {
     showMessage(`${file.name} is not an image.`);
@@ -144,29 +158,32 @@ function useFile(file) {
     showMessage(`${file.name} is ${(file.size / 1048576).toFixed(1)} MiB; the server accepts at most ${limit} MiB.`);
     return;
   }
-  const url = URL.createObjectURL(file);
-  setPreview(frameFor(url, file.name), `${file.name} · ${(file.size / 1024).toFixed(0)} KB`);
-  state.previewUrl = url;
-  state.query = {file};
-  if (location.hash) history.pushState(null, "", location.pathname);
-  search();
+  search({file}, () => {
+    previewFile(file);
+    if (fromHistory) return;
+    // Each uploaded query gets its own history entry, so Back returns to it from a result clicked later.
+    const number = uploads.size ? Math.max(...uploads.keys()) + 1 : 1;
+    uploads.set(number, file);
+    if (uploads.size > KEPT_UPLOADS) uploads.delete(Math.min(...uploads.keys()));
+    history.pushState({upload: number}, "", location.pathname);
+  });
 }
 
-async function useItem(itemId) {
-  state.query = {itemId};
-  elements.caption.textContent = `Item ${itemId}`;
-  search();
-  try {
-    const item = await details(itemId);
-    if (state.query.itemId !== itemId) return;
-    state.query.name = item.name;
-    const frame = frameFor(item.thumbnail, item.name);
-    drawBox(frame, item.box, item.image_size);
-    setPreview(frame, `Item ${itemId} · ${item.kind} · ${item.name}`);
-    if (!state.running) describeResults();
-  } catch (error) {
-    showMessage(error.message);
-  }
+function useItem(itemId) {
+  search({itemId}, async (query) => {
+    elements.caption.textContent = `Item ${itemId}`;
+    try {
+      const item = await details(itemId);
+      if (state.query !== query) return;
+      query.name = item.name;
+      const frame = frameFor(item.thumbnail, item.name);
+      drawBox(frame, item.box, item.image_size);
+      setPreview(frame, `Item ${itemId} · ${item.kind} · ${item.name}`);
+      describeResults();
+    } catch (error) {
+      showMessage(error.message);
+    }
+  });
 }
 
 function itemFromHash() {
@@ -176,31 +193,49 @@ function itemFromHash() {
 
 // --- searching -------------------------------------------------------------------
 
-async function search() {
-  if (!state.query) return;
+function describeQuery(query) {
+  if (query.file) return query.file.name;
+  return query.name ? `${query.name} (item ${query.itemId})` : `item ${query.itemId}`;
+}
+
+function requestedK(pages) {
+  return Math.min(Number(elements.k.value) * pages, state.limits.maxK);
+}
+
+// Search with `query` (default: the current one, e.g. after a filter changed). A new query, or more
+// pages of the current one, replace what the page shows only on success; `accepted(query)` then runs.
+async function search(query = state.query, accepted = null, pages = query === state.query ? state.pages : 1) {
+  if (!query) return;
   if (state.running) state.running.abort();
   const controller = new AbortController();
   state.running = controller;
 
+  const k = requestedK(pages);
   const form = new FormData();
-  if (state.query.file) form.append("image", state.query.file, state.query.file.name || "query");
-  else form.append("item_id", String(state.query.itemId));
-  form.append("k", String(Math.min(Number(elements.k.value), state.limits.maxK)));
+  if (query.file) form.append("image", query.file, query.file.name || "query");
+  else form.append("item_id", String(query.itemId));
+  form.append("k", String(k));
   if (elements.kind.value) form.append("kind", elements.kind.value);
   if (elements.label.value.trim()) form.append("label", elements.label.value.trim());
 
   showMessage("");
   elements.grid.classList.add("busy");
+  const shownStatus = elements.status.textContent;
   elements.status.textContent = "Searching…";
   const started = performance.now();
   try {
     const {body} = await api("/search", {method: "POST", body: form, signal: controller.signal});
     if (controller !== state.running) return;
-    render(body.results, performance.now() - started);
+    const sameQuery = query === state.query;
+    state.query = query;
+    state.pages = pages;
+    if (accepted) accepted(query);
+    render(body.results, k, performance.now() - started, sameQuery);
   } catch (error) {
     if (error.name === "AbortError") return;
-    elements.status.textContent = "";
-    showMessage(error.message);
+    elements.status.textContent = shownStatus;
+    const kept = state.query && query !== state.query ? ` Still showing the results for ${describeQuery(state.query)}.` : "";
+    showMessage(query === state.query ? error.message : `${describeQuery(query)}: ${error.message}${kept}`);
   } finally {
     if (controller === state.running) {
       state.running = null;
@@ -209,9 +244,26 @@ async function search() {
   }
 }
 
-function card(hit) {
+// "name.jpg", or "folder/name.jpg" when other files of that name are among the results.
+function shownName(uri, repeated) {
+  if (!repeated) return baseName(uri);
+  const parts = uri.split(/[\\/]/).filter(Boolean);
+  return parts.slice(-2).join("/");
+}
+
+function repeatedNames(results) {
+  const uris = new Map(); // base name -> distinct uris
+  for (const hit of results) {
+    const name = baseName(hit.uri);
+    if (!uris.has(name)) uris.set(name, new Set());
+    uris.get(name).add(hit.uri);
+  }
+  return new Set([...uris].filter(([, distinct]) => distinct.size > 1).map(([name]) => name));
+}
+
+function card(hit, repeated) {
   const node = elements.template.content.firstElementChild.cloneNode(true);
-  const name = baseName(hit.uri);
+  const name = shownName(hit.uri, repeated.has(baseName(hit.uri)));
   node.dataset.itemId = hit.item_id;
   node.dataset.rank = hit.rank;
   if (hit.rank === 1) node.classList.add("top");
@@ -246,7 +298,7 @@ function card(hit) {
     chip.title = `Only items labelled ${label}`;
     chip.addEventListener("click", () => {
       elements.label.value = label;
-      search();
+      newSearch();
     });
     labels.append(chip);
   }
@@ -258,17 +310,30 @@ function card(hit) {
 }
 
 function describeResults() {
-  const query = state.query;
-  const described = query.file ? query.file.name : query.name ? `${query.name} (item ${query.itemId})` : `item ${query.itemId}`;
+  const described = describeQuery(state.query);
   const found = elements.grid.children.length > 0;
   elements.title.textContent = found ? `Most similar to ${described}` : `Nothing matches ${described}`;
 }
 
-function render(results, milliseconds) {
+function sameHits(cards, results) {
+  return cards.every((node, position) => results[position] && Number(node.dataset.itemId) === results[position].item_id);
+}
+
+// `sameQuery`: the cards already shown stay (and keep their scroll position) when the new results extend them.
+function render(results, k, milliseconds, sameQuery) {
   elements.empty.hidden = true;
-  elements.grid.replaceChildren(...results.map(card));
+  const repeated = repeatedNames(results);
+  const shown = [...elements.grid.children];
+  const extending = sameQuery && shown.length < results.length && sameHits(shown, results);
+  const namesStay = extending && shown.every((node) => !repeated.has(baseName(node.querySelector(".name").title)));
+  if (namesStay) elements.grid.append(...results.slice(shown.length).map((hit) => card(hit, repeated)));
+  else elements.grid.replaceChildren(...results.map((hit) => card(hit, repeated)));
   describeResults();
   elements.status.textContent = `${results.length} result${results.length === 1 ? "" : "s"} · ${Math.round(milliseconds)} ms`;
+  const full = results.length === k;
+  elements.more.hidden = !(full && k < state.limits.maxK);
+  elements.limitNote.hidden = !(full && k >= state.limits.maxK);
+  elements.limitNote.textContent = `This server returns at most ${state.limits.maxK} results; narrow the search with the filters.`;
   if (results.length) return;
   const filtered = elements.kind.value || elements.label.value.trim();
   showMessage(filtered ? "No item passes the filters. Clear the kind or label filter to see more." : "The collection has no items to compare with yet.");
@@ -323,17 +388,27 @@ window.addEventListener("paste", (event) => {
   if (file) useFile(file);
 });
 
+// A changed filter or page size starts again from the first page.
+function newSearch() {
+  if (state.query) search(state.query, null, 1);
+}
+
 elements.filters.addEventListener("submit", (event) => {
   event.preventDefault();
-  search();
+  newSearch();
 });
-elements.kind.addEventListener("change", search);
-elements.k.addEventListener("change", search);
-elements.label.addEventListener("change", search);
+elements.kind.addEventListener("change", newSearch);
+elements.k.addEventListener("change", newSearch);
+elements.label.addEventListener("change", newSearch);
+elements.more.addEventListener("click", () => search(state.query, null, state.pages + 1));
 
 window.addEventListener("hashchange", () => {
   const itemId = itemFromHash();
   if (itemId) useItem(itemId);
+});
+window.addEventListener("popstate", (event) => {
+  const file = event.state && uploads.get(event.state.upload);
+  if (itemFromHash() === null && file) useFile(file, {fromHistory: true});
 });
 
 loadInfo().then(() => {
