@@ -39,8 +39,8 @@ class ContentShotDetector:
 
     def __init__(self, threshold: float = 27.0, min_shot_frames: int = 15, width: int = 256):
         try:
-            from scenedetect.detectors import ContentDetector
-            from scenedetect.scene_detector import FlashFilter
+            from scenedetect import ContentDetector
+            from scenedetect.detector import FlashFilter
         except ImportError as error:
             raise ImportError("shot detection needs PySceneDetect: pip install 'cbir[video]'") from error
         self._detector = ContentDetector(threshold=threshold, min_scene_len=min_shot_frames, filter_mode=FlashFilter.Mode.SUPPRESS)
