@@ -291,3 +291,8 @@ def pairs(
             json_file.parent.mkdir(parents=True, exist_ok=True)
             json_file.write_text(json.dumps(result.to_dict(), indent=2))
             console.print(f"metrics written to {json_file}")
+
+
+from cbir.evaluation.videos_cli import videos  # noqa: E402  (registered here, defined beside its protocol)
+
+evaluate_app.command()(videos)
