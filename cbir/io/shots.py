@@ -43,6 +43,7 @@ class ContentShotDetector:
             from scenedetect.detector import FlashFilter
         except ImportError as error:
             raise ImportError("shot detection needs PySceneDetect: pip install 'cbir[video]'") from error
+        self.latency = 0
         self._detector = ContentDetector(threshold=threshold, min_scene_len=min_shot_frames, filter_mode=FlashFilter.Mode.SUPPRESS)
         self.width = width
         self._index = 0
@@ -71,6 +72,7 @@ class TransNetShotDetector:
 
     def __init__(self, threshold: float = 0.5):
         self.threshold = threshold
+        self.latency = self.WINDOW - self.CONTEXT
         self.model = _transnet_model()
         self._frames: list[np.ndarray] = []
         self._padded = False

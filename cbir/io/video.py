@@ -120,7 +120,7 @@ class ShotDetector(Protocol):
     """Finds shot changes in a stream of small frames, pushed one at a time in display order.
 
     ``push`` and ``finish`` return the decoding indices of frames that begin a
-    new shot; a detector may report a cut some frames after it happened.
+    new shot; a detector may report a cut up to ``latency`` frames after it happened.
     """
 
     def analysis_size(self, width: int, height: int) -> tuple[int, int]:
@@ -132,6 +132,8 @@ class ShotDetector(Protocol):
 
     def finish(self) -> list[int]:
         ...
+
+    latency: int  # at most how many frames after a shot's first frame ``push`` reports it
 
 
 def probe(path: str | Path) -> VideoInfo:
@@ -277,35 +279,44 @@ class VideoScan:
         self.complete = True
 
     def _frames(self, decoded) -> Iterator[SampledFrame]:
-        """The sampling rule over the decoded frames; fills ``shots``, ``frames_decoded`` and ``duration``."""
+        """The sampling rule over the decoded frames; fills ``shots``, ``frames_decoded`` and ``duration``.
+
+        A detector that reports cuts ``latency`` frames late is that many
+        frames ahead of the sampler: the frames in between wait, already at
+        the kept size, so that each shot's keyframe is its first frame.
+        """
         info, sampling, detector = self.info, self.sampling, self.detector
-        period = 1.0 / sampling.rate
         step = 1.0 / info.frame_rate if info.frame_rate > 0 else 1.0 / 25
         kept_size = scaled_size(*info.display_size, sampling.short_side)
         analysis_size = detector.analysis_size(*info.display_size) if detector is not None else None
+        latency = getattr(detector, "latency", 0) if detector is not None else 0
         clock = _Clock(step)
         starts: list[tuple[int, float]] = [(0, 0.0)]
-        recent_times: deque[float] = deque(maxlen=4096)  # to date cuts a detector reports late
-        next_sample = 0.0
+        cuts: deque[int] = deque()  # shot starts the sampler has not reached yet
+        waiting: deque[tuple[int, float, object]] = deque()  # (index, time, frame or its kept pixels)
+        times: deque[float] = deque(maxlen=latency + 2)  # to date the cuts
+        sampler = _Sampler(sampling, lambda picture: picture if isinstance(picture, np.ndarray) else _rgb(picture, kept_size, info.rotation))
+
+        def add_cuts(found: list[int], current: int) -> None:
+            for cut in found:
+                if starts[-1][0] < cut <= current:
+                    starts.append((cut, times[len(times) - 1 - min(current - cut, len(times) - 1)]))
+                    cuts.append(cut)
+
         for frame in decoded:
             index, time = self.frames_decoded, clock.time(frame)
-            new_shot = False
+            times.append(time)
             if detector is not None:
-                recent_times.append(time)
-                for cut in detector.push(_rgb(frame, analysis_size, info.rotation)):
-                    if cut > starts[-1][0]:
-                        starts.append((cut, _time_of(cut, index, recent_times)))
-                        new_shot = True
-            keyframe = index == 0 or (new_shot and sampling.shot_keyframes)
-            if keyframe or time >= next_sample - 1e-9:
-                yield SampledFrame(time, index, _rgb(frame, kept_size, info.rotation), keyframe)
-                next_sample = time + period if keyframe else _grid_after(next_sample, time, period)
+                add_cuts(detector.push(_rgb(frame, analysis_size, info.rotation)), index)
+            waiting.append((index, time, _rgb(frame, kept_size, info.rotation) if latency else frame))
             self.frames_decoded += 1
             self.duration = clock.end
+            while len(waiting) > latency:
+                yield from sampler.offer(*waiting.popleft(), cuts)
         if detector is not None:
-            for cut in detector.finish():
-                if starts[-1][0] < cut < self.frames_decoded:
-                    starts.append((cut, _time_of(cut, self.frames_decoded - 1, recent_times)))
+            add_cuts(detector.finish(), self.frames_decoded - 1)
+        while waiting:
+            yield from sampler.offer(*waiting.popleft(), cuts)
         self.shots = _shots(starts, self.frames_decoded, self.duration)
 
     def _check_length(self) -> None:
@@ -351,15 +362,27 @@ class _Clock:
         return time
 
 
+class _Sampler:
+    """Keeps the first frame of each shot and one frame per sampling period (the grid restarts at each shot)."""
+
+    def __init__(self, sampling: Sampling, pixels):
+        self.sampling = sampling
+        self.period = 1.0 / sampling.rate
+        self.pixels = pixels
+        self.next_sample = 0.0
+
+    def offer(self, index: int, time: float, picture, cuts: deque[int]) -> Iterator[SampledFrame]:
+        while cuts and cuts[0] < index:
+            cuts.popleft()
+        keyframe = index == 0 or (self.sampling.shot_keyframes and bool(cuts) and cuts[0] == index)
+        if keyframe or time >= self.next_sample - 1e-9:
+            yield SampledFrame(time, index, self.pixels(picture), keyframe)
+            self.next_sample = time + self.period if keyframe else _grid_after(self.next_sample, time, self.period)
+
+
 def _grid_after(start: float, time: float, period: float) -> float:
     """The first point of the grid ``start + k * period`` (k >= 1) strictly after ``time``."""
     return start + max(1, math.floor((time - start) / period + 1e-9) + 1) * period
-
-
-def _time_of(index: int, current: int, times: deque[float]) -> float:
-    """The time of frame ``index``, from ``times`` whose last entry is frame ``current``."""
-    back = min(max(current - index, 0), len(times) - 1)
-    return times[len(times) - 1 - back]
 
 
 def _rgb(frame, size: tuple[int, int], rotation: int) -> np.ndarray:
