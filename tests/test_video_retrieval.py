@@ -13,7 +13,7 @@ pytest.importorskip("scenedetect")
 from PIL import Image  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
-from cbir.evaluation.video_copies import make_copy, synthetic_frames  # noqa: E402
+from cbir.evaluation.video_copies import make_copies, synthetic_frames  # noqa: E402
 from cbir.evaluation.video_descriptors import describe_video  # noqa: E402
 from cbir.io.video import Sampling  # noqa: E402
 from cbir.io.video_writer import VideoWriter  # noqa: E402
@@ -52,7 +52,7 @@ def test_a_photo_finds_its_moment(tmp_path, encoder):
 def test_a_clip_ranks_its_edited_copies_first(tmp_path, encoder):
     sources = [write_scenes(tmp_path / f"source{k}.mp4", [30 + 2 * k, 31 + 2 * k]) for k in range(3)]
     rng = np.random.default_rng(0)
-    copies = [make_copy(sources[1], 1, name, tmp_path / f"copy-{name}.mp4", rng) for name in ("flip", "speed", "insert")]
+    copies = make_copies(sources[1], 1, ("flip", "speed", "insert"), tmp_path, rng)
     database = [*sources[::2], *(copy.path for copy in copies)]  # sources 0 and 2, then the copies of source 1
     sampling = Sampling(rate=2.0)
     described = [describe_video(path, encoder, sampling) for path in database]

@@ -7,10 +7,11 @@ PyAV; and synthetic distractor videos that copy nothing.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -37,41 +38,58 @@ class Copy:
         return self.offset + source_time / self.speed
 
 
-def source_frames(path: Path, short_side: int | None, max_seconds: float | None) -> Iterator[tuple[float, np.ndarray]]:
-    """(time, RGB pixels) of every frame of ``path`` up to ``max_seconds``, short side at most ``short_side``."""
-    for frame in VideoScan(path, Sampling(rate=1000.0, short_side=short_side, shot_keyframes=False)):
+def source_frames(
+    path: Path, short_side: int | None, max_seconds: float | None, max_fps: float = 1000.0
+) -> Iterator[tuple[float, np.ndarray]]:
+    """(time, RGB pixels) of the frames of ``path`` up to ``max_seconds``, at most ``max_fps`` per second,
+    short side at most ``short_side``."""
+    for frame in VideoScan(path, Sampling(rate=max_fps, short_side=short_side, shot_keyframes=False)):
         if max_seconds is not None and frame.time >= max_seconds:
             return
         yield frame.time, frame.pixels
 
 
-def make_copy(
-    source: Path, number: int, transformation: str, target: Path, rng: np.random.Generator,
-    short_side: int | None = None, max_seconds: float | None = None,
-) -> Copy:
-    """Write the ``transformation`` copy of ``source`` to ``target`` (an .mp4)."""
-    if transformation not in TRANSFORMATIONS:
-        raise ValueError(f"unknown transformation {transformation!r}: one of {', '.join(TRANSFORMATIONS)}")
-    frames = source_frames(source, short_side, max_seconds)
+def make_copies(
+    source: Path, number: int, transformations: Sequence[str], folder: Path, rng: np.random.Generator,
+    short_side: int | None = None, max_seconds: float | None = None, max_fps: float = 15.0,
+) -> list[Copy]:
+    """Write one copy of ``source`` per transformation into ``folder`` (.mp4 files), decoding the source once.
+
+    Sources are read at ``max_fps`` frames per second at most, short side at
+    most ``short_side``, for ``max_seconds`` at most.
+    """
+    unknown = sorted(set(transformations) - set(TRANSFORMATIONS))
+    if unknown:
+        raise ValueError(f"unknown transformation {', '.join(unknown)}: choose from {', '.join(TRANSFORMATIONS)}")
+    frames = source_frames(source, short_side, max_seconds, max_fps)
     first_time, first = next(frames)
     height, width = first.shape[:2]
-    edit, size = _pixel_edit(transformation, width, height, rng)
-    codec = "mpeg4" if transformation == "reencode" else "libx264"
-    speed = SPEED if transformation == "speed" else 1.0
-    offset = float(rng.uniform(*INSERT_PADDING)) if transformation == "insert" else 0.0
-    with VideoWriter(target, size, fps=30.0, codec=codec, bit_rate=300_000) as writer:
+    outputs = []
+    with contextlib.ExitStack() as stack:
+        for name in transformations:
+            edit, size = _pixel_edit(name, width, height, rng)
+            speed = SPEED if name == "speed" else 1.0
+            offset = float(rng.uniform(*INSERT_PADDING)) if name == "insert" else 0.0
+            target = folder / f"{number:03d}-{source.stem}-{name}.mp4"
+            writer = stack.enter_context(VideoWriter(
+                target, size, fps=max_fps, codec="mpeg4" if name == "reencode" else "libx264",
+                bit_rate=300_000, preset="ultrafast",
+            ))
+            if offset:
+                for time, pixels in synthetic_frames(rng, size, offset, fps=max_fps):
+                    writer.write(pixels, time)
+            outputs.append((writer, edit, Copy(target, number, name, offset, speed)))
         last = 0.0
-        if offset:
-            for time, pixels in synthetic_frames(rng, size, offset, fps=25.0):
-                writer.write(pixels, time)
         for time, pixels in itertools.chain([(first_time, first)], frames):
-            last = offset + time / speed
-            writer.write(edit(pixels), last)
-        if transformation == "insert":
-            tail = float(rng.uniform(*INSERT_PADDING))
-            for time, pixels in synthetic_frames(rng, size, tail, fps=25.0):
-                writer.write(pixels, last + 0.04 + time)
-    return Copy(target, number, transformation, offset, speed)
+            last = time
+            for writer, edit, copy in outputs:
+                writer.write(edit(pixels), copy.time_in_copy(time))
+        for writer, _, copy in outputs:
+            if copy.transformation == "insert":
+                start = copy.time_in_copy(last) + 1.0 / max_fps
+                for time, pixels in synthetic_frames(rng, writer.size, float(rng.uniform(*INSERT_PADDING)), fps=max_fps):
+                    writer.write(pixels, start + time)
+    return [copy for _, _, copy in outputs]
 
 
 def _even(value: int) -> int:
@@ -115,7 +133,7 @@ def synthetic_frames(rng: np.random.Generator, size: tuple[int, int], seconds: f
 
 def make_distractor(target: Path, rng: np.random.Generator, size: tuple[int, int] = (320, 180)) -> Path:
     """A synthetic video of 2-4 made-up scenes, 10-20 s, that copies no source."""
-    with VideoWriter(target, size, fps=25.0) as writer:
+    with VideoWriter(target, size, fps=25.0, preset="ultrafast") as writer:
         start = 0.0
         for _ in range(int(rng.integers(2, 5))):
             seconds = float(rng.uniform(3.0, 6.0))

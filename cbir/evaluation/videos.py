@@ -31,7 +31,7 @@ from cbir.encoders.encoder import DEFAULT_BATCH_SIZE
 from cbir.evaluation.benchmark import EvaluationResult
 from cbir.evaluation.descriptors import EncoderChoice
 from cbir.evaluation.temporal_metrics import temporal_iou
-from cbir.evaluation.video_copies import TRANSFORMATIONS, Copy, make_copy, make_distractor, source_frames
+from cbir.evaluation.video_copies import TRANSFORMATIONS, Copy, make_copies, make_distractor, source_frames
 from cbir.evaluation.video_descriptors import VideoDescriptors, describe_video
 from cbir.io.video import Sampling, VideoError, is_video_path, probe
 from cbir.search.temporal import FrameTable, chamfer_similarity, l2_normalise, photo_moments, search_clip
@@ -50,6 +50,7 @@ class VideoProtocol:
     distractors: int = 10  # synthetic distractor videos
     max_seconds: float | None = 60.0  # sources are cut to this length
     work_side: int | None = 360  # sources are reduced to this short side before editing
+    max_fps: float = 15.0  # and to at most this many frames per second
     shot_detector: str | None = "content"
     transformations: tuple[str, ...] = TRANSFORMATIONS
 
@@ -99,14 +100,13 @@ def evaluate_videos(
     if not sources:
         raise ValueError(f"none of the videos under {folder} could be read: " + "; ".join(f"{p.name}: {r}" for p, r in skipped[:5]))
     copies: list[Copy] = []
-    jobs = [(number, source, name) for number, source in enumerate(sources) for name in protocol.transformations]
-    for done, (number, source, name) in enumerate(jobs):
-        step("editing copies", done, len(jobs) + protocol.distractors)
-        target = work / f"{number:03d}-{source.stem}-{name}.mp4"
-        copies.append(make_copy(source, number, name, target, rng, protocol.work_side, protocol.max_seconds))
+    steps = len(sources) + protocol.distractors
+    for number, source in enumerate(sources):
+        step("editing copies", number, steps)
+        copies += make_copies(source, number, protocol.transformations, work, rng, protocol.work_side, protocol.max_seconds, protocol.max_fps)
     distractors = []
     for index in range(protocol.distractors):
-        step("editing copies", len(jobs) + index, len(jobs) + protocol.distractors)
+        step("editing copies", len(sources) + index, steps)
         distractors.append(make_distractor(work / f"distractor-{index:03d}.mp4", rng))
     seconds = {"generation": time.perf_counter() - started}
 

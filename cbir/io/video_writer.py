@@ -20,8 +20,8 @@ class VideoWriter:
 
     ``rotation`` stores a display matrix (degrees counter-clockwise) instead
     of turning the pixels; ``sample_aspect`` stores non-square pixels;
-    ``pixel_format`` ``yuv420p10le`` writes 10-bit video. ``quality`` is x264's CRF;
-    other codecs get ``bit_rate`` (bits per second).
+    ``pixel_format`` ``yuv420p10le`` writes 10-bit video. ``quality`` is x264's CRF and
+    ``preset`` its speed preset; other codecs get ``bit_rate`` (bits per second).
     """
 
     def __init__(
@@ -33,6 +33,7 @@ class VideoWriter:
         pixel_format: str = "yuv420p",
         quality: int = 23,
         bit_rate: int = 500_000,
+        preset: str = "veryfast",
         rotation: int = 0,
         sample_aspect: Fraction | None = None,
     ):
@@ -48,7 +49,7 @@ class VideoWriter:
         self.stream.time_base = TIME_BASE
         self.stream.codec_context.time_base = TIME_BASE
         if codec == "libx264":
-            self.stream.options = {"crf": str(quality), "preset": "veryfast"}
+            self.stream.options = {"crf": str(quality), "preset": preset}
         else:
             self.stream.bit_rate = bit_rate
         if sample_aspect is not None:
