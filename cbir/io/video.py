@@ -233,7 +233,7 @@ def _right_angle(rotation: float | None) -> int:
 
 
 def scaled_size(width: int, height: int, short_side: int | None) -> tuple[int, int]:
-    """(width, height) with the short side ``short_side`` (never enlarged), even-free, at least 2."""
+    """(width, height) scaled so the short side is ``short_side`` (never enlarged), each at least 2."""
     if short_side is None or min(width, height) <= short_side:
         return width, height
     scale = short_side / min(width, height)
