@@ -33,9 +33,9 @@ def videos(
     batch_size: Optional[int] = typer.Option(None, help="Frames per forward pass (default 8)."),
 ) -> None:
     """Video copy detection: clip -> video mAP, photo -> moment hit rate and temporal IoU, per transformation."""
-    from cbir.cli import user_errors
-    from cbir.encoders.encoder import DEFAULT_BATCH_SIZE
-    from cbir.evaluation.cli import encoder_choice
+    from cbir.commands.common import user_errors
+    from cbir.commands.evaluate import encoder_choice
+    from cbir.encoders.spec import DEFAULT_BATCH_SIZE
     from cbir.evaluation.video_copies import TRANSFORMATIONS
     from cbir.evaluation.videos import VideoProtocol, evaluate_videos
     from cbir.io.video import VideoError
