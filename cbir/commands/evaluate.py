@@ -340,3 +340,8 @@ def objects(
         if json_file is not None:
             write_json(json_file, result.to_dict())
             console.print(f"metrics written to {json_file}")
+
+
+from cbir.commands.evaluate_videos import videos  # noqa: E402  (registered here, defined in its own module)
+
+evaluate_app.command()(videos)
