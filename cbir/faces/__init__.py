@@ -5,19 +5,31 @@ verify and search people.
     collection.add(["photos/"], pipeline=FacePipeline())
     People(collection).enroll("Ada", ["ada1.jpg", "ada2.jpg"])
     found, scan, threshold = People(collection).identify("group.jpg")
+
+The names below are imported when first used: the models (``analyzer``,
+``detection``, ``encoders``) sit below the face pipeline
+(``cbir.pipelines.faces``), and people and descriptors above it, so importing
+this package must not import them all at once.
 """
 
-from cbir.faces.analyzer import Face, FaceAnalyzer, FaceScan, FaceSpec
-from cbir.faces.calibration import Calibration, threshold_for_far
-from cbir.faces.descriptors import LabeledFaces, face_embedder, labeled_face_descriptors
-from cbir.faces.detection import Detection, FaceDetector, make_detector
-from cbir.faces.encoders import DlibResNetEncoder, FaceEncoder, register_face_encoder
-from cbir.faces.models import FaceError
-from cbir.faces.people import Identification, People, Verification
-from cbir.faces.pipeline import FACE_SPACE, FacePipeline
+from importlib import import_module
 
-__all__ = [
-    "FACE_SPACE", "Calibration", "Detection", "DlibResNetEncoder", "Face", "FaceAnalyzer", "FaceDetector", "FaceEncoder",
-    "FaceError", "FacePipeline", "FaceScan", "FaceSpec", "Identification", "LabeledFaces", "People", "Verification",
-    "face_embedder", "labeled_face_descriptors", "make_detector", "register_face_encoder", "threshold_for_far",
-]
+_HOMES = {
+    "cbir.faces.analyzer": ("Face", "FaceAnalyzer", "FaceScan", "FaceSpec"),
+    "cbir.faces.calibration": ("Calibration", "threshold_for_far"),
+    "cbir.faces.descriptors": ("LabeledFaces", "face_embedder", "labeled_face_descriptors"),
+    "cbir.faces.detection": ("Detection", "FaceDetector", "make_detector"),
+    "cbir.faces.encoders": ("DlibResNetEncoder", "FaceEncoder", "register_face_encoder"),
+    "cbir.faces.models": ("FaceError",),
+    "cbir.faces.people": ("Identification", "People", "Verification"),
+    "cbir.pipelines.faces": ("FACE_SPACE", "FacePipeline"),
+}
+_MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
+
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str):
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module 'cbir.faces' has no attribute {name!r}")
+    return getattr(import_module(_MODULE_OF[name]), name)

@@ -15,7 +15,7 @@ from cbir.faces.analyzer import FaceAnalyzer, FaceSpec
 from cbir.faces.detection import DETECTORS
 from cbir.faces.calibration import DEFAULT_SOURCE, DEFAULT_THRESHOLD
 from cbir.faces.people import People, Threshold, verify_faces
-from cbir.faces.pipeline import FACE_SPACE, FacePipeline
+from cbir.pipelines.faces import FACE_SPACE, FacePipeline
 from cbir.progress import console, progress_bar
 
 faces_app = typer.Typer(help="Face recognition: enrol people, identify and verify faces, calibrate the threshold.", no_args_is_help=True)
