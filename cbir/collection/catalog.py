@@ -96,9 +96,9 @@ class Catalog:
             )
         if version < SCHEMA_VERSION and _has_table(self.connection, "sources"):
             migrate_v1(self.connection)
+        elif version < SCHEMA_VERSION:
+            self.connection.executescript(SCHEMA + f"PRAGMA user_version = {SCHEMA_VERSION};")
         self.connection.execute("PRAGMA foreign_keys=ON")
-        self.connection.executescript(SCHEMA)
-        self.connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
         self.connection.close()
