@@ -92,6 +92,7 @@ class Collection:
         self.catalog = Catalog(path / "catalog.sqlite")
         self.lock = FileLock(str(path / ".write.lock"))
         self._pipelines: dict[str, Pipeline] = {}
+        self._requested_records: dict[str, dict] = {}  # a space's record as the caller has it (same identity, new paths)
         self._indexes: dict[str, VectorIndex] = {}
         self._whitening: dict[str, PCAWhitening | None] = {}
 
@@ -133,12 +134,13 @@ class Collection:
         collection = cls(path, Manifest.load(path / "manifest.json"))
         if collection.manifest.format < FORMAT:
             collection._upgrade_manifest()
-        if encoder is not None:
-            spec = encoder.spec if isinstance(encoder, Encoder) else encoder
-            collection.check_encoder(spec)
-            info = collection.manifest.spaces[collection.default_space]
-            built = encoder if isinstance(encoder, Encoder) else None
-            collection._adopt(collection.default_space, PIPELINES.create(info.pipeline, record={**info.encoder, **spec.to_dict()}, encoder=built))
+        if isinstance(encoder, Encoder):
+            collection.check_encoder(encoder.spec)
+            info = collection.space()
+            collection._adopt(collection.default_space, PIPELINES.create(info.pipeline, record=info.encoder, encoder=encoder))
+        elif encoder is not None:
+            collection.check_encoder(encoder)
+            collection._requested_records[collection.default_space] = {**collection.space().encoder, **encoder.to_dict()}
         return collection
 
     @classmethod
@@ -190,7 +192,7 @@ class Collection:
         space = space or self.default_space
         if space not in self._pipelines:
             info = self.space(space)
-            self._adopt(space, PIPELINES.create(info.pipeline, record=info.encoder))
+            self._adopt(space, PIPELINES.create(info.pipeline, record=self._requested_records.get(space, info.encoder)))
         return self._pipelines[space]
 
     def _adopt(self, space: str, pipeline: Pipeline) -> None:
