@@ -19,7 +19,7 @@ PIPELINES: Registry[Pipeline] = Registry("pipeline")
 
 @PIPELINES.register("image")
 def image_pipeline(record: dict, encoder=None) -> Pipeline:
-    """Whole images (``cbir.pipelines.image``)."""
+    """Whole images (``cbir.pipelines.image``); ``encoder``: the record's ``Encoder``, already loaded."""
     from cbir.pipelines.image import ImagePipeline
 
     return ImagePipeline.from_record(record, encoder)
@@ -27,7 +27,7 @@ def image_pipeline(record: dict, encoder=None) -> Pipeline:
 
 @PIPELINES.register("faces")
 def face_pipeline(record: dict, encoder=None) -> Pipeline:
-    """Every face of a photo (``cbir.pipelines.faces``)."""
+    """Every face of a photo (``cbir.pipelines.faces``); ``encoder``: the record's face encoder, already built."""
     from cbir.pipelines.faces import FacePipeline
 
     return FacePipeline.from_record(record, encoder)

@@ -13,7 +13,7 @@ from typing import Iterator, Sequence
 
 from cbir.core.items import Item
 from cbir.faces.analyzer import FaceAnalyzer, FaceScan, FaceSpec
-from cbir.faces.encoders import face_encoder_from_record
+from cbir.faces.encoders import FaceEncoder, face_encoder_from_record
 from cbir.io.images import is_image_path, load_image
 from cbir.pipelines.decoding import Decoded, SourceDataset, batches, decoding_workers
 from cbir.pipelines.sources import Source, SourceResult, file_sources
@@ -101,7 +101,7 @@ class FacePipeline:
         self.counts = FaceCounts()
 
     @classmethod
-    def from_record(cls, record: dict, encoder=None) -> "FacePipeline":
+    def from_record(cls, record: dict, encoder: FaceEncoder | None = None) -> "FacePipeline":
         """The pipeline of a face space recorded by ``space_record`` (``encoder``: its face encoder, already built)."""
         return cls(FaceAnalyzer(FaceSpec(tta=record.get("tta")), encoder or face_encoder_from_record(record)))
 
