@@ -14,7 +14,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 import numpy as np
 from filelock import FileLock
@@ -22,12 +22,15 @@ from PIL import Image
 
 from cbir.collection.catalog import Catalog, SourceState
 from cbir.collection.manifest import FORMAT, Manifest, SpaceInfo
-from cbir.collection.vector_index import DEFAULT_SEARCH_EFFORT, IndexSpecError, VectorIndex
-from cbir.encoders.encoder import DEFAULT_BATCH_SIZE, Encoder, EncoderSpec
+from cbir.encoders.spec import DEFAULT_BATCH_SIZE, EncoderSpec
 from cbir.encoders.whitening import PCAWhitening
 from cbir.io.atomic import atomic_write
 from cbir.pipelines import PIPELINES, Pipeline, Source
 from cbir.pipelines.sources import Stamp
+
+if TYPE_CHECKING:  # FAISS and the network load when a command searches or encodes, not to read a collection
+    from cbir.collection.vector_index import VectorIndex
+    from cbir.encoders.encoder import Encoder
 
 DEFAULT_PIPELINE = "image"  # what a new collection is created for unless told otherwise
 SAVE_EVERY_ITEMS = 5000
@@ -111,6 +114,8 @@ class Collection:
         path = Path(path)
         if (path / "manifest.json").exists():
             raise CollectionError(f"{path} already holds a collection: open it instead")
+        from cbir.collection.vector_index import VectorIndex
+
         pipeline = pipeline or PIPELINES.create(DEFAULT_PIPELINE, record=(encoder or EncoderSpec()).to_dict())
         record, dim = pipeline.space_record()
         effort = _space_effort(VectorIndex(index, dim), search_effort)  # fail now on a bad factory string or effort
@@ -134,13 +139,13 @@ class Collection:
         collection = cls(path, Manifest.load(path / "manifest.json"))
         if collection.manifest.format < FORMAT:
             collection._upgrade_manifest()
-        if isinstance(encoder, Encoder):
+        if isinstance(encoder, EncoderSpec):
+            collection.check_encoder(encoder)
+            collection._requested_records[collection.default_space] = {**collection.space().encoder, **encoder.to_dict()}
+        elif encoder is not None:
             collection.check_encoder(encoder.spec)
             info = collection.space()
             collection._adopt(collection.default_space, PIPELINES.create(info.pipeline, record=info.encoder, encoder=encoder))
-        elif encoder is not None:
-            collection.check_encoder(encoder)
-            collection._requested_records[collection.default_space] = {**collection.space().encoder, **encoder.to_dict()}
         return collection
 
     @classmethod
@@ -158,6 +163,8 @@ class Collection:
     def _upgrade_manifest(self) -> None:
         """Write a manifest of an older format in the current one; IVF and HNSW spaces, which searched at
         FAISS's defaults, get the default search effort."""
+        from cbir.collection.vector_index import VectorIndex
+
         with self.lock:
             for info in self.manifest.spaces.values():
                 if info.search_effort is None:
@@ -212,6 +219,8 @@ class Collection:
             if existing.encoder != record or existing.dim != dim:
                 raise CollectionError(f"space {pipeline.space!r} of {self.path} was built with another encoder: {existing.encoder}")
             return
+        from cbir.collection.vector_index import VectorIndex
+
         effort = _space_effort(VectorIndex(index, dim), search_effort)
         self.manifest.spaces[pipeline.space] = SpaceInfo(pipeline.kind, record, dim, index, effort)
         self.manifest.default_space = self.manifest.default_space or pipeline.space
@@ -220,6 +229,8 @@ class Collection:
 
     def set_search_effort(self, effort: int, space: str | None = None) -> None:
         """Store the effort (IVF nprobe, HNSW efSearch) a space's index searches at."""
+        from cbir.collection.vector_index import VectorIndex
+
         space = space or self.default_space
         info = self.space(space)
         with self.lock:
@@ -290,6 +301,8 @@ class Collection:
         return self._indexes[space]
 
     def _load_or_rebuild_index(self, space: str) -> VectorIndex:
+        from cbir.collection.vector_index import VectorIndex
+
         info = self.space(space)
         index_path, meta_path = self._index_paths(space)
         dim = self._index_dim(space)
@@ -597,7 +610,7 @@ class Collection:
                     "dim": space.dim,
                     "index": space.index,
                     "search_effort": space.search_effort,
-                    "search_effort_sets": VectorIndex(space.index, space.dim).effort_name,
+                    "search_effort_sets": _effort_name(space.index),
                     "items": self.catalog.count_items(name),
                     "whitening": self._whitening_path(name).is_file(),
                     "encoder": space.encoder,
@@ -613,6 +626,8 @@ class Collection:
 def _space_effort(index: VectorIndex, requested: int | None) -> int | None:
     """The effort a space's index searches at: ``requested`` when given (checked against the index type),
     else the default for IVF and HNSW indexes, else None (exhaustive search)."""
+    from cbir.collection.vector_index import DEFAULT_SEARCH_EFFORT, IndexSpecError
+
     if requested is None:
         return DEFAULT_SEARCH_EFFORT.get(index.effort_name)
     try:
@@ -620,6 +635,11 @@ def _space_effort(index: VectorIndex, requested: int | None) -> int | None:
     except IndexSpecError as error:
         raise CollectionError(f"{error}: drop --search-effort or choose an IVF or HNSW index") from None
     return requested
+
+
+def _effort_name(factory: str) -> str | None:
+    """What a search effort sets for a factory string, read without FAISS: efSearch, nprobe or None."""
+    return "efSearch" if "HNSW" in factory else "nprobe" if "IVF" in factory else None
 
 
 def _files_under(roots: list[Path], accepts: Callable[[Path], bool]) -> list[Path]:

@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Generic, Iterator, Sequence, TypeVar
 
-from torch.utils.data import DataLoader, Dataset
-
 from cbir.core.hashing import members_hash
 from cbir.core.items import Item
 from cbir.io.images import ImageLoadError
@@ -48,8 +46,9 @@ class Decoded(Generic[T]):
         return result
 
 
-class SourceDataset(Dataset, Generic[T]):
-    """Source ``i`` -> ``Decoded``: its members read and hashed, decoded unless the hash is known."""
+class SourceDataset(Generic[T]):
+    """Source ``i`` -> ``Decoded``: its members read and hashed, decoded unless the hash is known (a map-style
+    dataset for ``torch.utils.data.DataLoader``)."""
 
     def __init__(
         self,
@@ -99,7 +98,7 @@ def decoding_workers(busy_threads: int) -> int:
 
 
 def batches(
-    dataset: Dataset,
+    dataset,
     batch_size: int,
     workers: int,
     prefetch: int = 4,
@@ -109,6 +108,8 @@ def batches(
 
     A single batch is decoded in-process: starting workers would cost more than it saves.
     """
+    from torch.utils.data import DataLoader  # workers (and torch) load only when sources are read
+
     count = len(batch_sampler) if batch_sampler is not None else -(-len(dataset) // batch_size)
     workers = workers if count > 1 else 0
     loader = DataLoader(
