@@ -51,6 +51,9 @@ def index(
     weights: Optional[Path] = WeightsOption,
     encoder: Optional[Path] = EncoderFileOption,
     index_type: str = typer.Option("Flat", "--index", help="FAISS factory string for a new collection: Flat, HNSW32, IVF256,PQ32 ..."),
+    search_effort: Optional[int] = typer.Option(
+        None, "--search-effort", help="IVF nprobe / HNSW efSearch the collection searches at, stored with it (default 16 / 64)."
+    ),
     sync: bool = typer.Option(False, "--sync", help="Also remove items whose files were deleted."),
     batch_size: int = typer.Option(DEFAULT_BATCH_SIZE, help="Images per forward pass."),
     workers: Optional[int] = typer.Option(None, help="Decoding worker processes (default: the cores left free by the network's threads; 0 decodes in-process)."),
@@ -70,7 +73,7 @@ def index(
         spec = encoder_spec_from_options(backbone, pooling, gem_p, size, multiscale, weights, encoder)
         collection = collection.expanduser()
         with removed_if_new_and_failed(collection):
-            store = Collection.open_or_create(collection, spec, index_type)
+            store = Collection.open_or_create(collection, spec, index_type, search_effort)
             with store, progress_bar("indexing", enabled=not as_json) as update:
                 report = store.add(directories, sync=sync, batch_size=batch_size, workers=workers, progress=update)
     if as_json:
@@ -148,7 +151,8 @@ def info(collection: Path = CollectionOption, as_json: bool = typer.Option(False
     table.add_row("encoder", f"{spec['backbone']} / {spec['pooling']} / {spec['image_size']}px / scales {spec['scales']}")
     for name, space in details["spaces"].items():
         whitened = ", whitened" if space["whitening"] else ""
-        table.add_row(f"space {name}", f"{space['items']} x {space['dim']}-d, index {space['index']}{whitened}")
+        effort = f" ({space['search_effort_sets']} {space['search_effort']})" if space["search_effort"] is not None else ""
+        table.add_row(f"space {name}", f"{space['items']} x {space['dim']}-d, index {space['index']}{effort}{whitened}")
     table.add_row("skipped files", str(details["skipped"]))
     table.add_row("size on disk", f"{details['size_bytes'] / 1e6:.1f} MB")
     results.print(table)

@@ -13,7 +13,7 @@ from pathlib import Path
 from PIL import Image
 
 from cbir.collection.catalog import Item
-from cbir.collection.collection import IMAGE_SPACE, Collection
+from cbir.collection.collection import Collection
 from cbir.demo import edited_copy, packaged_photos
 from cbir.io.images import load_image
 
@@ -57,7 +57,7 @@ def _template() -> Path:
             for name, box, labels in REGIONS:
                 uri = str((images / f"{name}.jpg").resolve())
                 vector = collection.encoder.encode_images([load_image(uri).crop(box)])[0]
-                collection.catalog.insert_item(Item("region", uri, vector, box=box, labels=labels), IMAGE_SPACE, None)
+                collection.catalog.insert_item(Item("region", uri, vector, box=box, labels=labels), collection.default_space, None)
     return path
 
 

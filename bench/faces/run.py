@@ -512,7 +512,7 @@ def timing_lines(data: Path, workers: int, yunet_model: str | None, photos: int 
     with tempfile.TemporaryDirectory() as folder:
         files = sorted((data / "lfw_dev" / "lfw-deepfunneled").glob("*/*.jpg"))[:indexed]
         with Collection.create(Path(folder) / "c") as store:
-            from cbir.faces.pipeline import FacePipeline
+            from cbir.pipelines.faces import FacePipeline
 
             pipeline = FacePipeline()
             report = store.add(files, pipeline=pipeline, workers=workers)

@@ -38,7 +38,7 @@ from bench.common import default_data, machine_summary
 from cbir.encoders.encoder import Encoder, EncoderSpec, load_encoder_file, read_encoder_file
 from cbir.evaluation import metrics
 from cbir.evaluation.descriptors import PoolingGroupEncoder
-from cbir.extraction import extract
+from cbir.pipelines.image import extract
 from cbir.io.medmnist import read_medmnist
 from cbir.progress import console, progress_bar
 
@@ -105,7 +105,7 @@ def encode_files(encoder: Encoder, paths: list[Path], label: str) -> np.ndarray:
     out, done = [], 0
     with progress_bar(label) as update:
         for batch in extract(encoder, paths):
-            if any(entry.pixels is None for entry in batch.decoded):
+            if any(entry.value is None for entry in batch.decoded):
                 raise RuntimeError(f"unreadable benchmark image among {[paths[e.index] for e in batch.decoded]}")
             out.append(batch.vectors)
             done += len(batch.decoded)

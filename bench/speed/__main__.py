@@ -34,7 +34,8 @@ from cbir.collection.vector_index import REFINE_K_FACTOR, VectorIndex
 from cbir.encoders.backbones import create_backbone
 from cbir.encoders.encoder import DEFAULT_BATCH_SIZE, Encoder, EncoderSpec, image_to_tensor
 from cbir.encoders.pooling import make_pooling
-from cbir.extraction import content_hash, default_workers, extract
+from cbir.core.hashing import content_hash
+from cbir.pipelines.image import extract, image_workers
 from cbir.io.images import load_image
 from cbir.progress import console
 
@@ -334,7 +335,7 @@ def cli_latency(paths: list[Path], query: Path) -> tuple[list[list[str]], float]
 
 # report -----------------------------------------------------------------------
 def decoding_place() -> str:
-    workers = default_workers()
+    workers = image_workers()
     return "in-process" if workers == 0 else f"in {workers} worker process{'es' if workers > 1 else ''}"
 
 
@@ -401,7 +402,7 @@ def write(args, clock, spec, extraction, decoding, sweep, stages, profile, searc
         "- *naive*: full PIL decode, torchvision Resize(224) + CenterCrop(224), one image per forward pass, NCHW float32, "
         "the network as trained. It crops to 224x224, so it runs the network on fewer pixels than the pipeline "
         "(224x336 for these photos); *naive uncropped* is the same without the crop: the pipeline's work per image.",
-        "- *pipeline*: `cbir.extraction.extract` (what `cbir index` and `cbir evaluate` run): files read, hashed, "
+        "- *pipeline*: `cbir.pipelines.image.extract` (what `cbir index` and `cbir evaluate` run): files read, hashed, "
         f"decoded with JPEG draft scaling and resized ({decoding_place()}, the default on this machine), "
         f"batches of {DEFAULT_BATCH_SIZE}, channels-last.",
         "- *ceiling*: the pipeline's network on the same batches of ready-made tensors: the forward pass alone. "
@@ -417,8 +418,8 @@ def write(args, clock, spec, extraction, decoding, sweep, stages, profile, searc
         "The pipeline's images/s by decoding worker processes (0: decoded in the main process between batches). "
         "Workers only pay where cores are left over: the network's threads wait for each other after every "
         "operation, so a worker that takes one of their cores slows the whole forward pass. By default "
-        "`cbir.extraction.default_workers` starts one worker per core beyond the network's threads "
-        f"({default_workers()} here).",
+        "`cbir.pipelines.image.image_workers` starts one worker per core beyond the network's threads "
+        f"({image_workers()} here).",
         "",
         markdown_table(["images", *(str(workers) for workers in DECODING_WORKERS)], decoding),
         "",

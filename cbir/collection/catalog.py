@@ -1,8 +1,16 @@
-"""The SQLite catalog: sources (files a pipeline has read), items (what was indexed) and skipped files.
+"""The SQLite catalog: sources (what a pipeline has read), their items (what was indexed), and why
+a source was skipped.
 
+A source is what a user points at: an image file, a video, a DICOM series.
+It has a URI, its member files with their size and modification time (the
+stamp a change is detected by), the content hash its items were made from,
+and the reason its last reading gave nothing (NULL when it is indexed).
 Items keep their raw descriptor, so the vector index is a derived file that
 can always be rebuilt from the catalog. Every write happens in one
 transaction, so an interrupted run leaves either all of a batch or none.
+
+The schema is versioned (``PRAGMA user_version``); a catalog of an older
+version is migrated in one transaction when it is opened.
 """
 
 from __future__ import annotations
@@ -10,20 +18,24 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
 
+from cbir.core.items import Item
+from cbir.pipelines.sources import Stamp
+
+SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sources (
     id INTEGER PRIMARY KEY,
     uri TEXT NOT NULL,
     pipeline TEXT NOT NULL,
-    content_hash TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    mtime REAL NOT NULL,
+    members TEXT NOT NULL,
+    content_hash TEXT,
+    skip_reason TEXT,
     indexed_at REAL NOT NULL,
     UNIQUE (uri, pipeline)
 );
@@ -43,41 +55,30 @@ CREATE TABLE IF NOT EXISTS items (
 );
 CREATE INDEX IF NOT EXISTS items_space ON items (space);
 CREATE INDEX IF NOT EXISTS items_source ON items (source_id);
-CREATE TABLE IF NOT EXISTS skipped (
-    uri TEXT NOT NULL,
-    pipeline TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    mtime REAL NOT NULL,
-    PRIMARY KEY (uri, pipeline)
-);
 """
 
 
-@dataclass
-class Item:
-    """One searchable thing: a whole image, a region, a face, a video frame or shot."""
-
-    kind: str
-    uri: str
-    vector: np.ndarray
-    content_hash: str | None = None
-    box: tuple[float, float, float, float] | None = None
-    t_start: float | None = None
-    t_end: float | None = None
-    labels: list[str] = field(default_factory=list)
-    metadata: dict = field(default_factory=dict)
-    id: int | None = None
+class CatalogVersionError(RuntimeError):
+    """A catalog written by a newer version of cbir."""
 
 
 @dataclass(frozen=True)
 class SourceState:
-    """What the catalog knows of a file it has read before."""
+    """What the catalog knows of a source it has read before.
+
+    ``content_hash`` is the hash of the content its items were made from (None
+    when it never gave items); ``skip_reason`` why its last reading, at
+    ``members``, gave nothing (None when that reading is indexed).
+    """
 
     id: int
-    content_hash: str
-    size: int
-    mtime: float
+    members: Stamp
+    content_hash: str | None
+    skip_reason: str | None
+
+    @property
+    def indexed(self) -> bool:
+        return self.content_hash is not None
 
 
 class Catalog:
@@ -88,8 +89,16 @@ class Catalog:
         self.connection = sqlite3.connect(self.path, timeout=60, check_same_thread=False, isolation_level=None)
         self.connection.execute("PRAGMA journal_mode=WAL")
         self.connection.execute("PRAGMA synchronous=NORMAL")
+        version = self.connection.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise CatalogVersionError(
+                f"{self.path} has catalog schema {version}; this cbir reads up to {SCHEMA_VERSION}: upgrade cbir"
+            )
+        if version < SCHEMA_VERSION and _has_table(self.connection, "sources"):
+            migrate_v1(self.connection)
+        elif version < SCHEMA_VERSION:
+            self.connection.executescript(SCHEMA + f"PRAGMA user_version = {SCHEMA_VERSION};")
         self.connection.execute("PRAGMA foreign_keys=ON")
-        self.connection.executescript(SCHEMA)
 
     def close(self) -> None:
         self.connection.close()
@@ -100,43 +109,44 @@ class Catalog:
 
     # sources -----------------------------------------------------------------
     def sources(self, pipeline: str) -> dict[str, SourceState]:
+        """Every source ``pipeline`` has read, indexed or skipped, by URI."""
         rows = self.connection.execute(
-            "SELECT uri, id, content_hash, size, mtime FROM sources WHERE pipeline = ?", (pipeline,)
+            "SELECT uri, id, members, content_hash, skip_reason FROM sources WHERE pipeline = ?", (pipeline,)
         )
-        return {uri: SourceState(id_, content_hash, size, mtime) for uri, id_, content_hash, size, mtime in rows}
+        return {uri: SourceState(id_, _stamp(members), digest, reason) for uri, id_, members, digest, reason in rows}
 
     def pipelines(self, prefix: str = "") -> dict[str, int]:
-        """Number of sources of each pipeline whose name starts with ``prefix``."""
+        """Number of indexed sources of each pipeline whose name starts with ``prefix``."""
         rows = self.connection.execute(
-            "SELECT pipeline, COUNT(*) FROM sources WHERE substr(pipeline, 1, ?) = ? GROUP BY pipeline ORDER BY pipeline",
+            "SELECT pipeline, COUNT(*) FROM sources WHERE substr(pipeline, 1, ?) = ? AND content_hash IS NOT NULL "
+            "GROUP BY pipeline ORDER BY pipeline",
             (len(prefix), prefix),
         )
         return dict(rows.fetchall())
 
-    def skipped(self, pipeline: str | None = None) -> dict[tuple[str, str], tuple[str, int, float]]:
-        query = "SELECT uri, pipeline, reason, size, mtime FROM skipped"
-        rows = self.connection.execute(query + (" WHERE pipeline = ?" if pipeline else ""), (pipeline,) if pipeline else ())
-        return {(uri, pipe): (reason, size, mtime) for uri, pipe, reason, size, mtime in rows}
+    def skipped(self, pipeline: str | None = None) -> dict[tuple[str, str], str]:
+        """Why each source whose last reading gave nothing was skipped, by (URI, pipeline)."""
+        query = "SELECT uri, pipeline, skip_reason FROM sources WHERE skip_reason IS NOT NULL"
+        rows = self.connection.execute(query + (" AND pipeline = ?" if pipeline else ""), (pipeline,) if pipeline else ())
+        return {(uri, pipe): reason for uri, pipe, reason in rows}
 
-    def record_source(self, uri: str, pipeline: str, content_hash: str, size: int, mtime: float) -> int:
-        """Insert or refresh a source row and return its id; its old items are removed by the caller."""
-        self.connection.execute("DELETE FROM skipped WHERE uri = ? AND pipeline = ?", (uri, pipeline))
+    def record_source(self, uri: str, pipeline: str, members: Stamp, content_hash: str) -> int:
+        """Insert or refresh an indexed source and return its id; its old items are removed by the caller."""
         row = self.connection.execute(
-            "INSERT INTO sources (uri, pipeline, content_hash, size, mtime, indexed_at) VALUES (?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (uri, pipeline) DO UPDATE SET content_hash = excluded.content_hash, size = excluded.size, "
-            "mtime = excluded.mtime, indexed_at = excluded.indexed_at RETURNING id",
-            (uri, pipeline, content_hash, size, mtime, time.time()),
+            "INSERT INTO sources (uri, pipeline, members, content_hash, skip_reason, indexed_at) VALUES (?, ?, ?, ?, NULL, ?) "
+            "ON CONFLICT (uri, pipeline) DO UPDATE SET members = excluded.members, content_hash = excluded.content_hash, "
+            "skip_reason = NULL, indexed_at = excluded.indexed_at RETURNING id",
+            (uri, pipeline, json.dumps(members), content_hash, time.time()),
         ).fetchone()
         return row[0]
 
-    def record_skipped(self, uri: str, pipeline: str, reason: str, size: int, mtime: float) -> None:
+    def record_skipped(self, uri: str, pipeline: str, members: Stamp, reason: str) -> None:
+        """Remember why a source gave nothing at ``members``; items of an earlier reading stay."""
         self.connection.execute(
-            "INSERT OR REPLACE INTO skipped (uri, pipeline, reason, size, mtime) VALUES (?, ?, ?, ?, ?)",
-            (uri, pipeline, reason, size, mtime),
+            "INSERT INTO sources (uri, pipeline, members, content_hash, skip_reason, indexed_at) VALUES (?, ?, ?, NULL, ?, ?) "
+            "ON CONFLICT (uri, pipeline) DO UPDATE SET members = excluded.members, skip_reason = excluded.skip_reason",
+            (uri, pipeline, json.dumps(members), reason, time.time()),
         )
-
-    def forget_skipped(self, uri: str, pipeline: str) -> None:
-        self.connection.execute("DELETE FROM skipped WHERE uri = ? AND pipeline = ?", (uri, pipeline))
 
     def remove_sources(self, source_ids: Iterable[int]) -> list[int]:
         """Delete sources and their items; returns the removed item ids."""
@@ -266,6 +276,51 @@ class _Transaction:
 
     def __exit__(self, kind, value, traceback) -> None:
         self.connection.execute("COMMIT" if kind is None else "ROLLBACK")
+
+
+def _has_table(connection: sqlite3.Connection, name: str) -> bool:
+    return connection.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
+
+
+def _stamp(members: str) -> Stamp:
+    return tuple((path, size, mtime) for path, size, mtime in json.loads(members))
+
+
+def migrate_v1(connection: sqlite3.Connection) -> None:
+    """Schema 1 (one file per source: ``sources(uri, size, mtime)`` and a separate ``skipped`` table)
+    to schema 2, in one transaction: each file becomes a source with that file as its one member;
+    source and item ids are kept, so the vector indexes stay valid."""
+    connection.execute("PRAGMA foreign_keys=OFF")
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        if connection.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:  # another process was first
+            connection.execute("COMMIT")
+            return
+        connection.execute(
+            "CREATE TABLE sources_v2 (id INTEGER PRIMARY KEY, uri TEXT NOT NULL, pipeline TEXT NOT NULL, members TEXT NOT NULL, "
+            "content_hash TEXT, skip_reason TEXT, indexed_at REAL NOT NULL, UNIQUE (uri, pipeline))"
+        )
+        rows = connection.execute("SELECT id, uri, pipeline, content_hash, size, mtime, indexed_at FROM sources").fetchall()
+        connection.executemany(
+            "INSERT INTO sources_v2 (id, uri, pipeline, members, content_hash, indexed_at) VALUES (?, ?, ?, ?, ?, ?)",
+            [(id_, uri, pipe, json.dumps([[uri, size, mtime]]), digest, at) for id_, uri, pipe, digest, size, mtime, at in rows],
+        )
+        skipped = connection.execute("SELECT uri, pipeline, reason, size, mtime FROM skipped").fetchall()
+        connection.executemany(
+            "INSERT INTO sources_v2 (uri, pipeline, members, skip_reason, indexed_at) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (uri, pipeline) DO UPDATE SET members = excluded.members, skip_reason = excluded.skip_reason",
+            [(uri, pipe, json.dumps([[uri, size, mtime]]), reason, time.time()) for uri, pipe, reason, size, mtime in skipped],
+        )
+        connection.execute("DROP TABLE sources")
+        connection.execute("DROP TABLE skipped")
+        connection.execute("ALTER TABLE sources_v2 RENAME TO sources")
+        connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        if connection.execute("PRAGMA foreign_key_check").fetchall():
+            raise sqlite3.IntegrityError("items point at sources that the migration lost")
+        connection.execute("COMMIT")
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
 
 
 def _stack(rows: list[tuple[int, bytes]]) -> tuple[np.ndarray, np.ndarray]:

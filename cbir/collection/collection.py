@@ -2,13 +2,15 @@
 
 The catalog is the source of truth (it keeps every raw descriptor); FAISS
 indexes and whitening are derived and rebuilt from it whenever they
-disagree, so an interrupted run never leaves a broken collection.
+disagree, so an interrupted run never leaves a broken collection. Every space
+is handled alike: its pipeline is rebuilt from the space's record through
+``cbir.pipelines.PIPELINES``, and its index searches at the space's stored
+effort.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,19 +20,19 @@ import numpy as np
 from filelock import FileLock
 from PIL import Image
 
-from cbir.collection.catalog import Catalog
-from cbir.collection.manifest import Manifest, SpaceInfo
-from cbir.collection.pipeline import Pipeline
+from cbir.collection.catalog import Catalog, SourceState
+from cbir.collection.manifest import FORMAT, Manifest, SpaceInfo
 from cbir.encoders.spec import DEFAULT_BATCH_SIZE, EncoderSpec
 from cbir.encoders.whitening import PCAWhitening
 from cbir.io.atomic import atomic_write
-from cbir.io.images import load_image
+from cbir.pipelines import PIPELINES, Pipeline, Source
+from cbir.pipelines.sources import Stamp
 
 if TYPE_CHECKING:  # FAISS and the network load when a command searches or encodes, not to read a collection
     from cbir.collection.vector_index import VectorIndex
     from cbir.encoders.encoder import Encoder
 
-IMAGE_SPACE = "image"
+DEFAULT_PIPELINE = "image"  # what a new collection is created for unless told otherwise
 SAVE_EVERY_ITEMS = 5000
 
 
@@ -93,36 +95,42 @@ class Collection:
         self.manifest = manifest
         self.catalog = Catalog(path / "catalog.sqlite")
         self.lock = FileLock(str(path / ".write.lock"))
-        self._encoder: Encoder | None = None
-        self._requested_spec: EncoderSpec | None = None
+        self._pipelines: dict[str, Pipeline] = {}
+        self._requested_records: dict[str, dict] = {}  # a space's record as the caller has it (same identity, new paths)
         self._indexes: dict[str, VectorIndex] = {}
         self._whitening: dict[str, PCAWhitening | None] = {}
 
     # opening -----------------------------------------------------------------
     @classmethod
-    def create(cls, path: str | Path, encoder: EncoderSpec | None = None, index: str = "Flat") -> "Collection":
-        """A new, empty collection at ``path`` for images encoded by ``encoder``."""
+    def create(
+        cls,
+        path: str | Path,
+        encoder: EncoderSpec | None = None,
+        index: str = "Flat",
+        search_effort: int | None = None,
+        pipeline: Pipeline | None = None,
+    ) -> "Collection":
+        """A new, empty collection at ``path`` for ``pipeline``'s items (whole images encoded by ``encoder``
+        by default), in a ``index`` FAISS index searched at ``search_effort`` (a default for IVF and HNSW)."""
         path = Path(path).expanduser()
         if (path / "manifest.json").exists():
             raise CollectionError(f"{path} already holds a collection: open it instead")
         from cbir.collection.vector_index import VectorIndex
-        from cbir.encoders.encoder import shared_encoder
-        from cbir.extraction import ImagePipeline
 
-        spec = encoder or EncoderSpec()
-        built = shared_encoder(spec)
-        VectorIndex(index, built.dim)  # fail now on a bad factory string
+        pipeline = pipeline or PIPELINES.create(DEFAULT_PIPELINE, record=(encoder or EncoderSpec()).to_dict())
+        record, dim = pipeline.space_record()
+        effort = _space_effort(VectorIndex(index, dim), search_effort)  # fail now on a bad factory string or effort
         path.mkdir(parents=True, exist_ok=True)
-        record, dim = ImagePipeline(built).space_record()
-        manifest = Manifest({IMAGE_SPACE: SpaceInfo(record, dim, index)})
+        manifest = Manifest({pipeline.space: SpaceInfo(pipeline.kind, record, dim, index, effort)}, pipeline.space)
         manifest.save(path / "manifest.json")
         collection = cls(path, manifest)
-        collection._encoder = built
+        collection._pipelines[pipeline.space] = pipeline
         return collection
 
     @classmethod
     def open(cls, path: str | Path, encoder: EncoderSpec | Encoder | None = None) -> "Collection":
-        """Open an existing collection; ``encoder``, when given, must be the one it was built with.
+        """Open an existing collection (migrating one of an older format); ``encoder``, when given, must be
+        the one its default space was built with.
 
         A loaded ``Encoder`` is used as it is rather than loaded again.
         """
@@ -130,20 +138,40 @@ class Collection:
         if not (path / "manifest.json").is_file():
             raise CollectionError(f"no collection at {path}: create one with 'cbir index DIR --collection {path}'")
         collection = cls(path, Manifest.load(path / "manifest.json"))
+        if collection.manifest.format < FORMAT:
+            collection._upgrade_manifest()
         if isinstance(encoder, EncoderSpec):
             collection.check_encoder(encoder)
-            collection._requested_spec = encoder
+            collection._requested_records[collection.default_space] = {**collection.space().encoder, **encoder.to_dict()}
         elif encoder is not None:
             collection.check_encoder(encoder.spec)
-            collection._encoder = encoder
+            info = collection.space()
+            collection._adopt(collection.default_space, PIPELINES.create(info.pipeline, record=info.encoder, encoder=encoder))
         return collection
 
     @classmethod
-    def open_or_create(cls, path: str | Path, encoder: EncoderSpec | None = None, index: str = "Flat") -> "Collection":
-        """Open the collection at ``path``, or create it there when there is none yet."""
-        if (Path(path).expanduser() / "manifest.json").is_file():
-            return cls.open(path, encoder)
-        return cls.create(path, encoder, index)
+    def open_or_create(
+        cls, path: str | Path, encoder: EncoderSpec | None = None, index: str = "Flat", search_effort: int | None = None
+    ) -> "Collection":
+        """Open the collection at ``path`` (storing ``search_effort`` for its default space when given) or create it."""
+        if not (Path(path).expanduser() / "manifest.json").is_file():
+            return cls.create(path, encoder, index, search_effort)
+        collection = cls.open(path, encoder)
+        if search_effort is not None:
+            collection.set_search_effort(search_effort)
+        return collection
+
+    def _upgrade_manifest(self) -> None:
+        """Write a manifest of an older format in the current one; IVF and HNSW spaces, which searched at
+        FAISS's defaults, get the default search effort."""
+        from cbir.collection.vector_index import VectorIndex
+
+        with self.lock:
+            for info in self.manifest.spaces.values():
+                if info.search_effort is None:
+                    info.search_effort = _space_effort(VectorIndex(info.index, info.dim), None)
+            self.manifest.format = FORMAT
+            self.manifest.save(self.path / "manifest.json")
 
     def close(self) -> None:
         self.catalog.close()
@@ -154,12 +182,69 @@ class Collection:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    # encoders ----------------------------------------------------------------
+    # spaces and their pipelines ------------------------------------------------
+    @property
+    def default_space(self) -> str:
+        """The space the collection was created for: queries by example go there unless told otherwise."""
+        return self.manifest.default_space
+
+    def space(self, name: str | None = None) -> SpaceInfo:
+        """The record of a space (the default one when ``name`` is None)."""
+        name = name or self.default_space
+        if name not in self.manifest.spaces:
+            raise CollectionError(f"{self.path} has no {name!r} space (it has: {', '.join(self.manifest.spaces) or 'none'})")
+        return self.manifest.spaces[name]
+
+    def pipeline(self, space: str | None = None) -> Pipeline:
+        """The pipeline that fills ``space``, rebuilt from the space's record."""
+        space = space or self.default_space
+        if space not in self._pipelines:
+            info = self.space(space)
+            self._adopt(space, PIPELINES.create(info.pipeline, record=self._requested_records.get(space, info.encoder)))
+        return self._pipelines[space]
+
+    def _adopt(self, space: str, pipeline: Pipeline) -> None:
+        dim = pipeline.space_record()[1]
+        if dim != self.space(space).dim:
+            raise CollectionError(
+                f"the {space} encoder now gives {dim}-d vectors but {self.path} holds "
+                f"{self.space(space).dim}-d ones; were its weights changed?"
+            )
+        self._pipelines[space] = pipeline
+
+    def add_space(self, pipeline: Pipeline, index: str = "Flat", search_effort: int | None = None) -> None:
+        """Declare the vector space ``pipeline`` fills (for example ``face``); an existing one must match."""
+        record, dim = pipeline.space_record()
+        existing = self.manifest.spaces.get(pipeline.space)
+        if existing is not None:
+            if existing.encoder != record or existing.dim != dim:
+                raise CollectionError(f"space {pipeline.space!r} of {self.path} was built with another encoder: {existing.encoder}")
+            return
+        from cbir.collection.vector_index import VectorIndex
+
+        effort = _space_effort(VectorIndex(index, dim), search_effort)
+        self.manifest.spaces[pipeline.space] = SpaceInfo(pipeline.kind, record, dim, index, effort)
+        self.manifest.default_space = self.manifest.default_space or pipeline.space
+        self.manifest.save(self.path / "manifest.json")
+        self._pipelines[pipeline.space] = pipeline
+
+    def set_search_effort(self, effort: int, space: str | None = None) -> None:
+        """Store the effort (IVF nprobe, HNSW efSearch) a space's index searches at."""
+        from cbir.collection.vector_index import VectorIndex
+
+        space = space or self.default_space
+        info = self.space(space)
+        with self.lock:
+            info.search_effort = _space_effort(VectorIndex(info.index, info.dim), effort)
+            self.manifest.save(self.path / "manifest.json")
+        if space in self._indexes:
+            self._indexes[space].set_search_effort(effort)
+
+    # the default space's encoder -------------------------------------------------
     @property
     def encoder_spec(self) -> EncoderSpec:
-        record = dict(self.manifest.spaces[IMAGE_SPACE].encoder)
-        record.pop("type", None)
-        return EncoderSpec.from_dict(record)
+        """The spec of the default space's encoder."""
+        return EncoderSpec.from_dict(self.space().encoder)
 
     def check_encoder(self, spec: EncoderSpec) -> None:
         stored = self.encoder_spec
@@ -177,29 +262,8 @@ class Collection:
 
     @property
     def encoder(self) -> Encoder:
-        if self._encoder is None:
-            from cbir.encoders.encoder import shared_encoder
-
-            self._encoder = shared_encoder(self._requested_spec or self.encoder_spec)
-            if self._encoder.dim != self.manifest.spaces[IMAGE_SPACE].dim:
-                raise CollectionError(
-                    f"the encoder now gives {self._encoder.dim}-d vectors but {self.path} holds "
-                    f"{self.manifest.spaces[IMAGE_SPACE].dim}-d ones; were its weights changed?"
-                )
-        return self._encoder
-
-    def add_space(self, name: str, encoder_record: dict, dim: int, index: str = "Flat") -> None:
-        """Declare a vector space (for example ``face``); an existing one must match."""
-        existing = self.manifest.spaces.get(name)
-        if existing is not None:
-            if existing.encoder != encoder_record or existing.dim != dim:
-                raise CollectionError(f"space {name!r} of {self.path} was built with another encoder: {existing.encoder}")
-            return
-        from cbir.collection.vector_index import VectorIndex
-
-        VectorIndex(index, dim)
-        self.manifest.spaces[name] = SpaceInfo(encoder_record, dim, index)
-        self.manifest.save(self.path / "manifest.json")
+        """The default space's encoder."""
+        return self.pipeline().encoder
 
     # derived state: whitening and FAISS indexes ------------------------------
     def _whitening_path(self, space: str) -> Path:
@@ -208,7 +272,8 @@ class Collection:
     def _index_paths(self, space: str) -> tuple[Path, Path]:
         return self.path / f"index-{space}.faiss", self.path / f"index-{space}.json"
 
-    def whitening(self, space: str = IMAGE_SPACE) -> PCAWhitening | None:
+    def whitening(self, space: str | None = None) -> PCAWhitening | None:
+        space = space or self.default_space
         if space not in self._whitening:
             path = self._whitening_path(space)
             self._whitening[space] = PCAWhitening.load(path) if path.is_file() else None
@@ -224,18 +289,22 @@ class Collection:
 
     def _index_dim(self, space: str) -> int:
         whitening = self.whitening(space)
-        return whitening.dim if whitening is not None else self.manifest.spaces[space].dim
+        return whitening.dim if whitening is not None else self.space(space).dim
 
-    def index(self, space: str = IMAGE_SPACE) -> VectorIndex:
-        """The space's FAISS index, in line with the catalog."""
+    def index(self, space: str | None = None) -> VectorIndex:
+        """The space's FAISS index, in line with the catalog, set to search at the space's effort."""
+        space = space or self.default_space
         if space not in self._indexes:
-            self._indexes[space] = self._load_or_rebuild_index(space)
+            index = self._load_or_rebuild_index(space)
+            if self.space(space).search_effort is not None:
+                index.set_search_effort(self.space(space).search_effort)
+            self._indexes[space] = index
         return self._indexes[space]
 
     def _load_or_rebuild_index(self, space: str) -> VectorIndex:
         from cbir.collection.vector_index import VectorIndex
 
-        info = self.manifest.spaces[space]
+        info = self.space(space)
         index_path, meta_path = self._index_paths(space)
         dim = self._index_dim(space)
         index = None
@@ -268,8 +337,9 @@ class Collection:
         with atomic_write(meta_path) as stream:
             stream.write(json.dumps(meta).encode())
 
-    def learn_whitening(self, space: str = IMAGE_SPACE, training: np.ndarray | None = None, dim: int | None = None) -> PCAWhitening:
+    def learn_whitening(self, space: str | None = None, training: np.ndarray | None = None, dim: int | None = None) -> PCAWhitening:
         """Learn PCA-whitening (from ``training`` descriptors, else the space's own) and re-index."""
+        space = space or self.default_space
         with self.lock:
             if training is None:
                 training = self.vectors(space)[1]
@@ -282,7 +352,8 @@ class Collection:
             self.index(space)
         return whitening
 
-    def remove_whitening(self, space: str = IMAGE_SPACE) -> None:
+    def remove_whitening(self, space: str | None = None) -> None:
+        space = space or self.default_space
         with self.lock:
             self._whitening_path(space).unlink(missing_ok=True)
             self._whitening[space] = None
@@ -305,11 +376,12 @@ class Collection:
                 self._save_index(space, index)
         return sorted(item_id for ids in removed.values() for item_id in ids)
 
-    def vectors(self, space: str = IMAGE_SPACE) -> tuple[np.ndarray, np.ndarray]:
+    def vectors(self, space: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(ids, raw descriptors) of every item of a space, in id order."""
+        space = space or self.default_space
         chunks = list(self.catalog.vectors(space))
         if not chunks:
-            return np.empty(0, dtype=np.int64), np.empty((0, self.manifest.spaces[space].dim), dtype=np.float32)
+            return np.empty(0, dtype=np.int64), np.empty((0, self.space(space).dim), dtype=np.float32)
         return np.concatenate([ids for ids, _ in chunks]), np.concatenate([vectors for _, vectors in chunks])
 
     # adding ------------------------------------------------------------------
@@ -322,43 +394,38 @@ class Collection:
         workers: int | None = None,
         progress: ProgressCallback | None = None,
     ) -> IndexReport:
-        """Index files and folders (recursively) with ``pipeline`` (whole images by default).
+        """Index files and folders (recursively) with ``pipeline`` (the default space's by default).
 
-        Only new or changed files are processed. With ``sync``, sources under
+        Only new or changed sources are processed. With ``sync``, sources under
         the given folders whose files are gone are removed.
         """
-        from cbir.extraction import ImagePipeline
-
         started = time.perf_counter()
-        pipeline = pipeline or ImagePipeline(self.encoder)
+        pipeline = pipeline or self.pipeline()
         roots = [Path(p).expanduser().resolve() for p in paths]
         with self.lock:
             if pipeline.space not in self.manifest.spaces:
-                self.add_space(pipeline.space, *pipeline.space_record())
+                self.add_space(pipeline)
             report = IndexReport()
-            files = _files_under(roots, pipeline.accepts)
+            sources = pipeline.sources(_files_under(roots, pipeline.accepts))
             known = self.catalog.sources(pipeline.name)
-            skipped_before = self.catalog.skipped(pipeline.name)
-            todo: list[tuple[Path, os.stat_result]] = []
-            for file in files:
-                uri = str(file)
+            todo: list[tuple[Source, Stamp]] = []
+            for source in sources:
                 try:
-                    stat = file.stat()
+                    stamp = source.stamp()
                 except OSError as error:
-                    report.skipped.append((uri, f"unreadable: {error.strerror or error}"))
+                    report.skipped.append((source.uri, f"unreadable: {error.strerror or error}"))
                     continue
-                state = known.get(uri)
-                if state is not None and (state.size, state.mtime) == (stat.st_size, stat.st_mtime):
-                    report.unchanged += 1
+                state = known.get(source.uri)
+                if state is not None and state.members == stamp:
+                    if state.skip_reason is None:
+                        report.unchanged += 1
+                    else:
+                        report.previously_skipped += 1
+                        report.skipped.append((source.uri, state.skip_reason))
                     continue
-                previous = skipped_before.get((uri, pipeline.name))
-                if previous is not None and previous[1:] == (stat.st_size, stat.st_mtime):
-                    report.previously_skipped += 1
-                    report.skipped.append((uri, previous[0]))
-                    continue
-                todo.append((file, stat))
+                todo.append((source, stamp))
             index = self.index(pipeline.space)
-            gone = self._gone_sources(roots, files, known)
+            gone = self._gone_sources(roots, sources, known)
             if sync:
                 self._remove_source_ids(gone, pipeline.space)
                 report.removed = len(gone)
@@ -376,33 +443,35 @@ class Collection:
         report.seconds = time.perf_counter() - started
         return report
 
-    def _process_and_store(self, pipeline: Pipeline, todo, known, report, batch_size, workers, progress) -> None:
+    def _process_and_store(
+        self, pipeline: Pipeline, todo: list[tuple[Source, Stamp]], known: dict[str, SourceState], report: IndexReport,
+        batch_size: int, workers: int | None, progress: ProgressCallback | None,
+    ) -> None:
         space = pipeline.space
-        paths = [file for file, _ in todo]
-        known_hashes = [known[str(file)].content_hash if str(file) in known else None for file in paths]
+        sources = [source for source, _ in todo]
+        known_hashes = [known[source.uri].content_hash if source.uri in known else None for source in sources]
         done = since_save = 0
-        for results in pipeline.run(paths, known_hashes, batch_size, workers):
+        for results in pipeline.run(sources, known_hashes, batch_size, workers):
             removed_ids: list[int] = []
             new_items: list[tuple[int, np.ndarray]] = []
             with self.catalog.transaction():
                 for result in results:
-                    file, stat = todo[result.index]
-                    uri = str(file)
+                    source, stamp = todo[result.index]
+                    previous = known.get(source.uri)
                     if result.error is not None:
-                        self.catalog.record_skipped(uri, pipeline.name, result.error, stat.st_size, stat.st_mtime)
-                        report.skipped.append((uri, result.error))
+                        self.catalog.record_skipped(source.uri, pipeline.name, stamp, result.error)
+                        report.skipped.append((source.uri, result.error))
                         continue
                     if result.unchanged:
-                        self.catalog.record_source(uri, pipeline.name, result.content_hash, stat.st_size, stat.st_mtime)
+                        self.catalog.record_source(source.uri, pipeline.name, stamp, result.content_hash)
                         report.unchanged += 1
                         continue
-                    previous = known.get(uri)
-                    if previous is not None:
+                    if previous is not None and previous.indexed:
                         removed_ids += self.catalog.remove_sources([previous.id])
                         report.updated += 1
                     else:
                         report.added += 1
-                    source_id = self.catalog.record_source(uri, pipeline.name, result.content_hash, stat.st_size, stat.st_mtime)
+                    source_id = self.catalog.record_source(source.uri, pipeline.name, stamp, result.content_hash)
                     for item in result.items:
                         new_items.append((self.catalog.insert_item(item, space, source_id), item.vector))
             index = self.index(space)
@@ -421,13 +490,16 @@ class Collection:
                 progress(done, len(todo))
 
     @staticmethod
-    def _gone_sources(roots: list[Path], files: list[Path], known) -> list[int]:
-        """Ids of the known sources under ``roots`` whose files no longer exist."""
-        present = {str(file) for file in files}
+    def _gone_sources(roots: list[Path], sources: list[Source], known: dict[str, SourceState]) -> list[int]:
+        """Ids of the indexed sources under ``roots`` that were not found again and whose members are all gone."""
+        present = {source.uri for source in sources}
         return [
             state.id
             for uri, state in known.items()
-            if uri not in present and any(_is_within(Path(uri), root) for root in roots) and not Path(uri).exists()
+            if state.indexed
+            and uri not in present
+            and any(_is_within(Path(state.members[0][0]), root) for root in roots)
+            and not any(Path(member).exists() for member, _, _ in state.members)
         ]
 
     def _remove_source_ids(self, source_ids: list[int], space: str) -> None:
@@ -440,24 +512,27 @@ class Collection:
             self.index(space)
 
     def remove_sources(self, pipeline: str, space: str, uris: Iterable[str] | None = None) -> int:
-        """Forget what ``pipeline`` made of the files ``uris`` (of all its files when None), with their
-        items in ``space``; returns the number of files forgotten."""
+        """Forget what ``pipeline`` made of the sources ``uris`` (of all its sources, skipped ones too, when
+        None), with their items in ``space``; returns the number of indexed sources forgotten."""
         with self.lock:
             known = self.catalog.sources(pipeline)
-            chosen = known if uris is None else {uri: known[uri] for uri in uris if uri in known}
-            self._remove_source_ids([state.id for state in chosen.values()], space)
             if uris is None:
-                with self.catalog.transaction():
-                    for uri, _ in self.catalog.skipped(pipeline):
-                        self.catalog.forget_skipped(uri, pipeline)
+                chosen = list(known.values())
+            else:
+                chosen = [known[uri] for uri in uris if uri in known and known[uri].indexed]
+            self._remove_source_ids([state.id for state in chosen], space)
             if space in self._indexes:
                 self._save_index(space, self._indexes[space])
-        return len(chosen)
+        return sum(state.indexed for state in chosen)
 
     # searching ---------------------------------------------------------------
-    def encode(self, image: str | Path | Image.Image) -> np.ndarray:
-        """The raw descriptor of one image (before whitening)."""
-        return self.encoder.encode_images([load_image(image, min_side=self.encoder.spec.image_size)])[0]
+    def encode(self, image: str | Path | Image.Image, space: str | None = None) -> np.ndarray:
+        """The raw descriptor (before whitening) of one query image in ``space`` (the default one)."""
+        space = space or self.default_space
+        encode = getattr(self.pipeline(space), "encode", None)
+        if encode is None:
+            raise CollectionError(f"the {space} space is searched with descriptors or stored items, not with a whole image")
+        return encode(image)[0]
 
     def search(
         self,
@@ -465,7 +540,7 @@ class Collection:
         k: int = 10,
         kinds: Sequence[str] | None = None,
         label: str | None = None,
-        space: str = IMAGE_SPACE,
+        space: str | None = None,
     ) -> list[SearchResult]:
         """Rank items by similarity to an image, a raw descriptor, or a stored item (by id).
 
@@ -480,7 +555,7 @@ class Collection:
         elif isinstance(query, np.ndarray):
             vector = query.astype(np.float32)
         else:
-            vector = self.encode(query)
+            vector = self.encode(query, space)
         return self.search_vectors(vector[None], k, kinds, label, space)[0]
 
     def search_vectors(
@@ -489,11 +564,13 @@ class Collection:
         k: int = 10,
         kinds: Sequence[str] | None = None,
         label: str | None = None,
-        space: str = IMAGE_SPACE,
+        space: str | None = None,
         transformed: bool = False,
     ) -> list[list[SearchResult]]:
-        """Ranked results for each raw descriptor (one row per query); ``transformed``: the
-        vectors are already whitened like the index's (as re-ranking makes them)."""
+        """Ranked results for each raw descriptor (one row per query) in ``space`` (the default one), at the
+        space's search effort; ``transformed``: the vectors are already whitened like the index's (as
+        re-ranking makes them)."""
+        space = space or self.default_space
         index = self.index(space)
         if len(index) == 0:
             return [[] for _ in range(len(vectors))]
@@ -523,17 +600,21 @@ class Collection:
 
     # information -------------------------------------------------------------
     def info(self) -> dict:
-        """Counts, encoder, indexes and size on disk."""
+        """Counts, the default space's encoder, every space's index and search effort, and size on disk."""
         size = sum(file.stat().st_size for file in self.path.iterdir() if file.is_file())
         return {
             "path": str(self.path),
             "items": self.catalog.count_items(),
             "by_kind": self.catalog.counts_by_kind(),
-            "encoder": self.encoder_spec.to_dict(),
+            "encoder": {key: value for key, value in self.space().encoder.items() if key != "type"},
+            "default_space": self.default_space,
             "spaces": {
                 name: {
+                    "pipeline": space.pipeline,
                     "dim": space.dim,
                     "index": space.index,
+                    "search_effort": space.search_effort,
+                    "search_effort_sets": _effort_name(space.index),
                     "items": self.catalog.count_items(name),
                     "whitening": self._whitening_path(name).is_file(),
                     "encoder": space.encoder,
@@ -544,6 +625,25 @@ class Collection:
             "size_bytes": size,
             "versions": self.manifest.versions,
         }
+
+
+def _space_effort(index: VectorIndex, requested: int | None) -> int | None:
+    """The effort a space's index searches at: ``requested`` when given (checked against the index type),
+    else the default for IVF and HNSW indexes, else None (exhaustive search)."""
+    from cbir.collection.vector_index import DEFAULT_SEARCH_EFFORT, IndexSpecError
+
+    if requested is None:
+        return DEFAULT_SEARCH_EFFORT.get(index.effort_name)
+    try:
+        index.set_search_effort(requested)
+    except IndexSpecError as error:
+        raise CollectionError(f"{error}: drop --search-effort or choose an IVF or HNSW index") from None
+    return requested
+
+
+def _effort_name(factory: str) -> str | None:
+    """What a search effort sets for a factory string, read without FAISS: efSearch, nprobe or None."""
+    return "efSearch" if "HNSW" in factory else "nprobe" if "IVF" in factory else None
 
 
 def _files_under(roots: list[Path], accepts: Callable[[Path], bool]) -> list[Path]:

@@ -3,7 +3,8 @@
 Vectors are compared by inner product (cosine, as descriptors are
 L2-normalised). The index is derived data: it is saved atomically and, when
 it disagrees with the catalog, brought back in line from the catalog's
-vectors. A compressed index with a refinement stage ("IVF1024,PQ64,Refine(SQ8)")
+vectors. IVF and HNSW indexes search at an effort (nprobe, efSearch) that the
+collection stores with the space. A compressed index with a refinement stage ("IVF1024,PQ64,Refine(SQ8)")
 re-scores ``REFINE_K_FACTOR`` times as many candidates as asked for with its
 finer codes: product quantisation alone caps recall well below 1.
 """
@@ -18,6 +19,11 @@ import numpy as np
 
 from cbir.io.atomic import atomic_write
 
+
+# Search effort of a new IVF or HNSW collection unless one is chosen: the lowest effort bench/results/speed.md
+# measures (IVF1024,PQ64,Refine(SQ8) at nprobe 16: recall@10 0.980 at 100k vectors; HNSW32 at efSearch 64: 0.987).
+# FAISS's own defaults (nprobe 1, efSearch 16) are far less exact.
+DEFAULT_SEARCH_EFFORT = {"nprobe": 16, "efSearch": 64}
 
 # Candidates re-scored per result by a refinement stage: recall@10 of IVF1024,PQ64 (nprobe 16) on 100,000
 # clustered 512-d vectors was 0.426 alone and 0.980 with Refine(SQ8) re-scoring 8 per result
@@ -132,14 +138,31 @@ class VectorIndex:
         numpy_search = getattr(self.index, "search_numpy", self.index.search)
         return numpy_search(queries, min(k, len(allowed_ids)), params=faiss.SearchParameters(sel=selector))
 
+    @property
+    def effort_name(self) -> str | None:
+        """What the search effort sets for this index type: ``efSearch`` (HNSW), ``nprobe`` (IVF) or None
+        (exhaustive search)."""
+        if isinstance(self.inner, faiss.IndexHNSW):
+            return "efSearch"
+        return "nprobe" if faiss.try_extract_index_ivf(self.inner) is not None else None
+
+    @property
+    def search_effort(self) -> int | None:
+        """The effort searches run at now (None for exhaustive search)."""
+        if self.effort_name == "efSearch":
+            return int(self.inner.hnsw.efSearch)
+        return int(faiss.try_extract_index_ivf(self.inner).nprobe) if self.effort_name == "nprobe" else None
+
     def set_search_effort(self, effort: int) -> None:
         """HNSW efSearch / IVF nprobe: higher is more exact and slower."""
-        inner = self.inner
-        if isinstance(inner, faiss.IndexHNSW):
-            inner.hnsw.efSearch = effort
-        ivf = faiss.try_extract_index_ivf(inner)
-        if ivf is not None:
-            ivf.nprobe = effort
+        if self.effort_name is None:
+            raise IndexSpecError(f"{self.factory!r} searches exhaustively: a search effort applies to IVF and HNSW indexes")
+        if effort < 1:
+            raise IndexSpecError(f"the search effort must be at least 1, not {effort}")
+        if self.effort_name == "efSearch":
+            self.inner.hnsw.efSearch = effort
+        else:
+            faiss.try_extract_index_ivf(self.inner).nprobe = effort
 
     def save(self, path: str | Path) -> None:
         """Write atomically; vectors still held for training are not written."""

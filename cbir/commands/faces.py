@@ -48,7 +48,7 @@ def index_faces(
     """Index every face of the photos under ``directories`` and report the counts."""
     from cbir.collection.collection import Collection
     from cbir.faces.people import People
-    from cbir.faces.pipeline import FacePipeline
+    from cbir.pipelines.faces import FacePipeline
 
     with user_errors():
         store = Collection.open_or_create(collection, encoder, index_type)
@@ -73,7 +73,7 @@ def search_faces(
 
     from cbir.collection.collection import Collection
     from cbir.faces.people import People
-    from cbir.faces.pipeline import FACE_SPACE
+    from cbir.pipelines.faces import FACE_SPACE
 
     with user_errors(), Collection.open(collection) as store:
         if FACE_SPACE not in store.manifest.spaces:

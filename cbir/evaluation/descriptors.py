@@ -26,11 +26,12 @@ from filelock import FileLock
 from PIL import Image
 from torch import nn
 
+from cbir.core.hashing import content_hash
 from cbir.encoders.encoder import DEFAULT_BATCH_SIZE, Encoder, EncoderSpec, file_sha256
 from cbir.encoders.pooling import make_pooling
-from cbir.extraction import content_hash, extract
 from cbir.io.atomic import atomic_write
 from cbir.io.images import ImageLoadError, load_image
+from cbir.pipelines.image import extract
 
 CACHE_FORMAT = 1
 Box = tuple[float, float, float, float]
@@ -297,7 +298,7 @@ def _encode_refs(
         for batch in extract(encoder, [refs[row].path for row in whole], batch_size, workers):
             rows = iter(batch.vectors)
             for entry in batch.decoded:
-                if entry.pixels is None:
+                if entry.value is None:
                     failed[whole[entry.index]] = entry.error or "could not be decoded"
                 else:
                     vectors[whole[entry.index]] = next(rows)

@@ -6,23 +6,32 @@ verify and search people.
     People(collection).enroll("Ada", ["ada1.jpg", "ada2.jpg"])
     found, scan, threshold = People(collection).identify("group.jpg")
 
-The names load their modules on first use (no torch import to list people).
+The names below are imported when first used: the models (``analyzer``,
+``detection``, ``encoders``) sit below the face pipeline
+(``cbir.pipelines.faces``), and people and descriptors above it, so importing
+this package must not import them all at once.
 """
 
-import lazy_loader
+from importlib import import_module
 
-__getattr__, __dir__, __all__ = lazy_loader.attach(
-    __name__,
-    submod_attrs={
-        "analyzer": ["Face", "FaceAnalyzer", "FaceScan", "FaceSpec"],
-        "calibration": ["Calibration", "threshold_for_far"],
-        "descriptors": ["LabeledFaces", "face_embedder", "labeled_face_descriptors"],
-        "detection": ["Detection", "FaceDetector", "make_detector"],
-        "encoders": ["DlibResNetEncoder", "FaceEncoder", "make_face_encoder", "register_face_encoder"],
-        "fusion": ["FusedFaceEncoder"],
-        "mobilefacenet": ["MobileFaceNetEncoder"],
-        "models": ["FaceError"],
-        "people": ["Identification", "People", "Verification"],
-        "pipeline": ["FACE_SPACE", "FacePipeline"],
-    },
-)
+_HOMES = {
+    "cbir.faces.analyzer": ("Face", "FaceAnalyzer", "FaceScan", "FaceSpec"),
+    "cbir.faces.calibration": ("Calibration", "threshold_for_far"),
+    "cbir.faces.descriptors": ("LabeledFaces", "face_embedder", "labeled_face_descriptors"),
+    "cbir.faces.detection": ("Detection", "FaceDetector", "make_detector"),
+    "cbir.faces.encoders": ("DlibResNetEncoder", "FaceEncoder", "make_face_encoder", "register_face_encoder"),
+    "cbir.faces.fusion": ("FusedFaceEncoder",),
+    "cbir.faces.mobilefacenet": ("MobileFaceNetEncoder",),
+    "cbir.faces.models": ("FaceError",),
+    "cbir.faces.people": ("Identification", "People", "Verification"),
+    "cbir.pipelines.faces": ("FACE_SPACE", "FacePipeline"),
+}
+_MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
+
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str):
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module 'cbir.faces' has no attribute {name!r}")
+    return getattr(import_module(_MODULE_OF[name]), name)

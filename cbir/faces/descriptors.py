@@ -9,8 +9,8 @@ from typing import Callable
 import numpy as np
 
 from cbir.faces.analyzer import FaceAnalyzer, FaceSpec
-from cbir.faces.batch import scan_files
 from cbir.io.images import ImageLoadError, is_image_path
+from cbir.pipelines.faces import scan_files
 
 
 def face_embedder(
@@ -83,10 +83,10 @@ def labeled_face_descriptors(
             path = paths[entry.index]
             if entry.error is not None:
                 skipped.append((path, entry.error))
-            elif not entry.scan.faces:
+            elif not entry.value.faces:
                 skipped.append((path, "no face found"))
             else:
-                face = entry.scan.faces[0]
+                face = entry.value.faces[0]
                 vectors.append(face.vector)
                 kept_labels.append(labels[entry.index])
                 kept_paths.append(path)

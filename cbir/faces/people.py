@@ -15,7 +15,6 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from cbir.collection.collection import Collection, IndexReport
-from cbir.collection.pipeline import SourceResult
 from cbir.faces.analyzer import Face, FaceAnalyzer, FaceScan, FaceSpec
 from cbir.faces.calibration import (
     DEFAULT_SOURCE,
@@ -26,8 +25,9 @@ from cbir.faces.calibration import (
 )
 from cbir.faces.encoders import face_encoder_from_record, make_face_encoder
 from cbir.faces.models import FaceError
-from cbir.faces.pipeline import FACE_SPACE, face_items, face_space_record
 from cbir.io.images import is_image_path
+from cbir.pipelines.faces import FACE_SPACE, face_items, face_space_record, scan_sources
+from cbir.pipelines.sources import Source, SourceResult, file_sources
 
 ENROL_PREFIX = "enrol:"
 
@@ -111,6 +111,7 @@ class EnrolmentReport:
 class EnrolmentPipeline:
     """The largest face of each photo of one person, as an enrolled ``face`` item."""
 
+    kind = "faces"
     space = FACE_SPACE
 
     def __init__(self, analyzer: FaceAnalyzer, person: str, face_crop: bool = False):
@@ -124,30 +125,31 @@ class EnrolmentPipeline:
     def accepts(self, path: Path) -> bool:
         return is_image_path(path)
 
+    def sources(self, files: Sequence[Path]) -> list[Source]:
+        return file_sources(files)
+
     def space_record(self) -> tuple[dict, int]:
         return face_space_record(self.analyzer)
 
-    def run(self, paths: Sequence[Path], known_hashes, batch_size: int, workers: int | None) -> Iterator[list[SourceResult]]:
-        from cbir.faces.batch import scan_files  # decoding workers (torch) load when photos are read
-
-        for batch in scan_files(self.analyzer, paths, known_hashes, batch_size, workers, self.face_crop, self.face_crop):
+    def run(self, sources: Sequence[Source], known_hashes, batch_size: int, workers: int | None) -> Iterator[list[SourceResult]]:
+        for batch in scan_sources(self.analyzer, sources, known_hashes, batch_size, workers, self.face_crop, self.face_crop):
             results = []
             for entry in batch:
-                result = SourceResult(entry.index, entry.content_hash, error=entry.error, unchanged=entry.unchanged)
-                if entry.scan is not None:
-                    self._enrol(result, entry.scan, paths[entry.index])
+                result = entry.result(lambda scan: [])
+                if entry.value is not None:
+                    self._enrol(result, entry.value, sources[entry.index].uri)
                 results.append(result)
             yield results
 
-    def _enrol(self, result: SourceResult, scan: FaceScan, path: Path) -> None:
+    def _enrol(self, result: SourceResult, scan: FaceScan, path: str) -> None:
         if not scan.faces:
             small = f" ({scan.too_small} too small)" if scan.too_small else ""
             result.error = f"no face found{small}: use a photo where the face is visible and at least 40 px wide, or enrol it as a face photo (--crops)"
             return
         if len(scan.faces) > 1:
-            self.notes.append((str(path), f"{len(scan.faces)} faces: enrolled the largest"))
+            self.notes.append((path, f"{len(scan.faces)} faces: enrolled the largest"))
         main = FaceScan(scan.faces[:1], scan.width, scan.height)
-        result.items = face_items(main, str(path), result.content_hash, [self.person], enrolled=True, faces_in_photo=len(scan.faces))
+        result.items = face_items(main, path, result.content_hash, [self.person], enrolled=True, faces_in_photo=len(scan.faces))
         self.faces += 1
 
 

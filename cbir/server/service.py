@@ -34,7 +34,7 @@ from filelock import Timeout
 from PIL import Image
 
 from cbir.collection.catalog import Item
-from cbir.collection.collection import IMAGE_SPACE, Collection, CollectionError, IndexReport, SearchResult
+from cbir.collection.collection import Collection, CollectionError, IndexReport, SearchResult
 from cbir.encoders.encoder import Encoder
 from cbir.server.errors import ApiError
 from cbir.server.locks import ReadWriteLock
@@ -104,9 +104,9 @@ class CollectionService:
             return self.encoder.encode_images([image])[0]
 
     def search_vector(
-        self, vector: np.ndarray, k: int, kinds: Sequence[str] | None = None, label: str | None = None, space: str = IMAGE_SPACE
+        self, vector: np.ndarray, k: int, kinds: Sequence[str] | None = None, label: str | None = None, space: str | None = None
     ) -> list[SearchResult]:
-        """Ranked items for one raw descriptor."""
+        """Ranked items for one raw descriptor (in the collection's default space unless ``space`` is given)."""
         self.refresh_if_changed()
         faiss.omp_set_num_threads(self.settings.search_threads)
         with self._lock.read():

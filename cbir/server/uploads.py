@@ -10,7 +10,7 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from cbir.extraction import content_hash
+from cbir.core.hashing import content_hash
 from cbir.io.atomic import atomic_write
 from cbir.io.images import IMAGE_SUFFIXES, ImageLoadError, load_image
 from cbir.server.errors import ApiError

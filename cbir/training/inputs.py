@@ -8,7 +8,8 @@ trains, ``LiveImages`` decodes and augments images in worker processes as
 batches are needed.
 
 Both hand out batches as groups of same-shaped tensors (images keep their
-aspect ratio), each with the positions of its members in the batch.
+aspect ratio), each with the positions of its members in the batch
+(``cbir.pipelines.batching``), and decode with the pipelines' worker rule.
 Augmentation is seeded per image and draw (view or epoch) from the run's
 seed, so a run gives the same result whatever the number of workers.
 """
@@ -20,15 +21,16 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from cbir.encoders.encoder import Encoder, image_to_tensor, resized_size
-from cbir.extraction import default_workers
 from cbir.io.images import ImageLoadError, load_image
+from cbir.pipelines.batching import Group, assemble, group_by_shape
+from cbir.pipelines.decoding import batches
+from cbir.pipelines.image import image_workers
 from cbir.training.augment import RetrievalAugmentation
 from cbir.training.network import TrainableEncoder
 
-Group = tuple[np.ndarray, torch.Tensor]  # positions in the batch, stacked inputs
 Progress = Callable[[int, int], None]
 
 
@@ -63,27 +65,9 @@ class _Decoder(Dataset):
         return image_to_tensor(image, resized_size(*image.size, self.short_side, self.max_aspect), self.input_config)
 
 
-def _as_list(batch: list) -> list:
-    return batch
-
-
-def group_by_shape(tensors: Sequence[torch.Tensor]) -> list[Group]:
-    """Stack same-shaped tensors together; each group keeps the positions of its members."""
-    positions: dict[tuple[int, ...], list[int]] = {}
-    for position, tensor in enumerate(tensors):
-        positions.setdefault(tuple(tensor.shape), []).append(position)
-    return [(np.array(rows), torch.stack([tensors[row] for row in rows])) for rows in positions.values()]
-
-
-def _loader(decoder: _Decoder, items: list[list[tuple[int, int | None]]], workers: int | None) -> DataLoader:
-    workers = default_workers() if workers is None else workers
-    return DataLoader(
-        decoder,
-        batch_sampler=items,
-        num_workers=workers if len(items) > 1 else 0,
-        collate_fn=_as_list,
-        prefetch_factor=4 if workers and len(items) > 1 else None,
-    )
+def _loader(decoder: _Decoder, items: list[list[tuple[int, int | None]]], workers: int | None):
+    """Decoded batches of ``(index, draw)`` items, in order."""
+    return batches(decoder, 1, image_workers() if workers is None else workers, batch_sampler=items)
 
 
 class TrainingInputs:
@@ -104,16 +88,6 @@ class TrainingInputs:
         for groups in self.batches(chunks):
             out.append(assemble(groups, lambda tensor: self.descriptors(network, tensor)).cpu())
         return torch.cat(out) if out else torch.empty(0, network.encoder.dim)
-
-
-def assemble(groups: list[Group], describe: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """Descriptors of a batch given as shape groups, back in batch order."""
-    size = sum(len(positions) for positions, _ in groups)
-    parts = [(positions, describe(tensor)) for positions, tensor in groups]
-    out = parts[0][1].new_empty((size, parts[0][1].shape[1]))
-    for positions, descriptors in parts:
-        out[torch.from_numpy(positions).to(out.device)] = descriptors
-    return out
 
 
 class CachedFeatures(TrainingInputs):

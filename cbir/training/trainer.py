@@ -27,11 +27,12 @@ from rich.table import Table
 from cbir.encoders.encoder import Encoder, EncoderSpec, encoder_spec_from_file, save_encoder_file
 from cbir.encoders.whitening import PCAWhitening
 from cbir.io.atomic import atomic_write
+from cbir.pipelines.batching import assemble
 from cbir.progress import console, progress_bar
 from cbir.training.augment import RetrievalAugmentation
 from cbir.training.curves import plot_curves
 from cbir.training.data import TrainingData
-from cbir.training.inputs import CachedFeatures, LiveImages, TrainingInputs, assemble
+from cbir.training.inputs import CachedFeatures, LiveImages, TrainingInputs
 from cbir.training.losses import make_batch_miner, make_loss
 from cbir.training.mining import PoolHardNegatives, batch_images, index_tuple
 from cbir.training.network import TrainableEncoder
