@@ -19,13 +19,16 @@ from __future__ import annotations
 import hashlib
 import time
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
 from cbir.encoders.encoder import DEFAULT_BATCH_SIZE
 from cbir.evaluation import metrics
 from cbir.evaluation.benchmark import EvaluationResult, LabelTruth, QueryScores, score_queries
-from cbir.evaluation.descriptors import DescriptorStore, EncoderChoice, ProgressCallback, default_cache_dir
+from cbir.evaluation.descriptors import (
+    DescriptorStore, EncoderChoice, PoolingGroupEncoder, ProgressCallback, default_cache_dir, group_key,
+)
 from cbir.io.medmnist import MedMNISTSplit, array_to_image, read_medmnist
 
 CUTOFFS = (1, 3, 5)
@@ -47,7 +50,7 @@ def evaluate_medmnist(
     queries, database = read_medmnist(path, query_split), read_medmnist(path, database_split)
     query_labels, database_labels = queries.class_labels(), database.class_labels()
     started = time.perf_counter()
-    query_vectors, database_vectors = encode_splits(choice, [queries, database], cache_dir, batch_size, progress)
+    query_vectors, database_vectors = encode_splits([choice], [queries, database], cache_dir, batch_size, progress)[0]
     seconds = {"encoding": time.perf_counter() - started}
     step = time.perf_counter()
     truth = {"": LabelTruth(query_labels, database_labels)}
@@ -79,35 +82,56 @@ def summarise(scores: QueryScores, votes: np.ndarray) -> dict[str, float]:
 
 
 def encode_splits(
-    choice: EncoderChoice,
-    splits: list[MedMNISTSplit],
+    choices: Sequence[EncoderChoice],
+    splits: Sequence[MedMNISTSplit],
     cache_dir: Path | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: ProgressCallback | None = None,
-) -> list[np.ndarray]:
-    """Descriptors of every image of each split, encoding only what the cache lacks."""
-    store = DescriptorStore(default_cache_dir() if cache_dir is None else Path(cache_dir), choice.key())
-    known = store.load()
+) -> list[list[np.ndarray]]:
+    """Descriptors of every image of each split for each encoder choice (``[choice][split]``).
+
+    Only what the cache lacks is encoded; choices that differ only in their
+    pooling share one backbone pass.
+    """
+    cache_dir = default_cache_dir() if cache_dir is None else Path(cache_dir)
+    stores = [DescriptorStore(cache_dir, choice.key()) for choice in choices]
+    known = [store.load() for store in stores]
     keys = [[array_key(image) for image in split.images] for split in splits]
-    pending: dict[str, tuple[int, int]] = {}
+    where: dict[str, tuple[int, int]] = {}
     for position, split_keys in enumerate(keys):
         for index, key in enumerate(split_keys):
-            if key not in known:
-                pending.setdefault(key, (position, index))
-    unique = list(pending.items())
-    if unique:
-        encoder = choice.build()
-        new: dict[str, np.ndarray] = {}
-        for start in range(0, len(unique), batch_size):
-            chunk = unique[start : start + batch_size]
-            pictures = [array_to_image(splits[position].images[index]) for _, (position, index) in chunk]
-            for (key, _), vector in zip(chunk, encoder.encode_images(pictures)):
-                new[key] = vector
+            where.setdefault(key, (position, index))
+    work = []
+    for group in _shared_passes(choices):
+        missing = [key for key in where if any(key not in known[i] for i in group)]
+        if missing:
+            work.append((group, missing))
+    total, done = sum(len(missing) for _, missing in work), 0
+    for group, missing in work:
+        encoder = choices[group[0]].build() if len(group) == 1 else PoolingGroupEncoder([choices[i].spec for i in group])
+        width = encoder.dim // len(group)
+        new: list[dict[str, np.ndarray]] = [{} for _ in group]
+        for start in range(0, len(missing), batch_size):
+            chunk = missing[start : start + batch_size]
+            vectors = encoder.encode_images([array_to_image(splits[where[key][0]].images[where[key][1]]) for key in chunk])
+            for block in range(len(group)):
+                new[block].update(zip(chunk, vectors[:, block * width : (block + 1) * width]))
+            done += len(chunk)
             if progress is not None:
-                progress(min(start + batch_size, len(unique)), len(unique))
-        store.add(new)
-        known.update(new)
-    return [np.stack([known[key] for key in split_keys]).astype(np.float32) for split_keys in keys]
+                progress(done, total)
+        for block, choice_index in enumerate(group):
+            stores[choice_index].add(new[block])
+            known[choice_index].update(new[block])
+    return [[np.stack([table[key] for key in split_keys]).astype(np.float32) for split_keys in keys] for table in known]
+
+
+def _shared_passes(choices: Sequence[EncoderChoice]) -> list[list[int]]:
+    """Indices of the choices grouped by what may share one backbone pass."""
+    groups: dict[object, list[int]] = {}
+    for index, choice in enumerate(choices):
+        key = group_key(choice.spec) if choice.spec is not None else None
+        groups.setdefault(("alone", index) if key is None else key, []).append(index)
+    return list(groups.values())
 
 
 def array_key(image: np.ndarray) -> str:
