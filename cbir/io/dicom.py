@@ -259,6 +259,9 @@ def scan_dicom(files: Iterable[str | Path], salt: str | bytes) -> DicomScan:
         except DicomError as error:
             scan.skipped.append((path, str(error)))
             continue
+        except Exception as error:  # noqa: BLE001 - a malformed header must not stop the scan
+            scan.skipped.append((path, f"malformed DICOM header ({type(error).__name__})"))
+            continue
         by_series[header.series_uid].append(header)
     for headers in by_series.values():
         sizes = Counter((h.rows, h.columns) for h in headers)
@@ -300,12 +303,18 @@ def _header(path: Path, salt: str | bytes) -> _Header:
             row, column = np.asarray(orientation[:3], float), np.asarray(orientation[3:], float)
             normal = np.cross(row, column)
             position = float(np.dot(normal, np.asarray(origin, float)))
-        instance = dataset.get("InstanceNumber")
+        instance = _integer(dataset.get("InstanceNumber"))
         metadata = kept_metadata(dataset, salt)
         if metadata["series_key"] is None:
             metadata["series_key"] = salted_key(salt, "series_key", uid)
-        return _Header(path, uid, int(dataset.Rows), int(dataset.Columns), position,
-                       None if instance in (None, "") else int(instance), normal, metadata)
+        return _Header(path, uid, int(dataset.Rows), int(dataset.Columns), position, instance, normal, metadata)
+
+
+def _integer(value) -> int | None:
+    try:
+        return None if value in (None, "") else int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def read_series(series: DicomSeries, salt: str | bytes) -> tuple[Volume, list[tuple[Path, str]]]:
