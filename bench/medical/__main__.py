@@ -9,7 +9,7 @@ by the `cbir evaluate medmnist` commands printed in the results. Fine-tuned:
 `cbir train FILE --views 1 --loss contrastive` (the same settings for every
 data set), measured from the encoder file it writes; a finished encoder file
 of the same command in the work folder is reused, with the training time
-recorded in it. The report picture of the first data set is copied to
+recorded in it (`--unfinished`: also the best epoch of an interrupted run, marked so). The report picture of the first data set is copied to
 docs/images/medical-report.png.
 """
 
@@ -66,7 +66,7 @@ def cbir(args: list[str], nice: bool = False) -> None:
 
 
 def shown(args: list[str], data: Path) -> str:
-    return "cbir " + " ".join(shlex.quote(a.replace(str(data), "$DATA").replace(str(REPOSITORY) + "/", "")) for a in args)
+    return "cbir " + " ".join(shlex.quote(a).replace(str(data), "$DATA").replace(str(REPOSITORY) + "/", "") for a in args)
 
 
 def evaluate(file: Path, options: list[str], out: Path, cache: Path, data: Path, report: Path | None = None) -> tuple[dict, str]:
@@ -75,8 +75,11 @@ def evaluate(file: Path, options: list[str], out: Path, cache: Path, data: Path,
     return json.loads(out.read_text())["metrics"], shown(args, data)
 
 
-def train(file: Path, name: str, work: Path, data: Path, allowed: bool) -> tuple[Path, float, str, bool] | None:
-    """The fine-tuned encoder file, training seconds, command and whether it was reused; None when not allowed."""
+def train(file: Path, name: str, work: Path, data: Path, allowed: bool, unfinished: bool) -> tuple[Path, float, str, str] | None:
+    """The fine-tuned encoder file, training seconds, command and a note on a reused file; None when not allowed.
+
+    With ``unfinished`` an encoder file of an interrupted run of the same command is measured too (it holds
+    the best epoch reached)."""
     out = work / f"{name}-contrastive.pt"
     args = ["train", str(file), *TRAIN_ARGS, "--out", str(out)]
     command = shown(args, data)
@@ -84,19 +87,21 @@ def train(file: Path, name: str, work: Path, data: Path, allowed: bool) -> tuple
     if out.is_file() and marker.is_file() and marker.read_text() == command:
         summary = read_encoder_file(out)["training"]
         last = summary["history"][-1]["epoch"]
-        if last == summary["config"]["epochs"] or last - summary["best_epoch"] >= summary["config"]["patience"]:
+        done = last == summary["config"]["epochs"] or last - summary["best_epoch"] >= summary["config"]["patience"]
+        if done or unfinished:
             console.print(f"reusing {out} (trained {summary['date']}, {summary['seconds'] / 60:.1f} min)")
-            return out, summary["seconds"], command, True
+            note = "recorded" if done else f"recorded; stopped for time after epoch {last} of {summary['config']['epochs']}, best epoch {summary['best_epoch']}"
+            return out, summary["seconds"], command, note
     if not allowed:
         return None
     console.print(f"[bold]{command}[/bold]")
     started = time.perf_counter()
     cbir(args, nice=True)
     marker.write_text(command)
-    return out, time.perf_counter() - started, command, False
+    return out, time.perf_counter() - started, command, ""
 
 
-def measure(key: str, data: Path, work: Path, cache: Path, allowed_to_train: bool, report: Path | None) -> list[str]:
+def measure(key: str, data: Path, work: Path, cache: Path, allowed_to_train: bool, unfinished: bool, report: Path | None) -> list[str]:
     name, relative = DATASETS[key]
     file = data / relative
     if not file.is_file():
@@ -113,11 +118,11 @@ def measure(key: str, data: Path, work: Path, cache: Path, allowed_to_train: boo
     metrics, command = evaluate(file, ["--pooling", "gem", "--gem-p", "3"], work / f"{name}-gem.json", cache, data)
     rows.append(("off the shelf, GeM p=3", metrics, "-"))
     commands.append(command)
-    trained = train(file, name, work, data, allowed_to_train)
+    trained = train(file, name, work, data, allowed_to_train, unfinished)
     if trained is not None:
-        model, seconds, train_command, reused = trained
+        model, seconds, train_command, note = trained
         metrics, command = evaluate(file, ["--encoder", str(model)], work / f"{name}-contrastive.json", cache, data, report)
-        rows.append(("fine-tuned, contrastive", metrics, f"{seconds / 60:.1f} min" + (" (recorded)" if reused else "")))
+        rows.append(("fine-tuned, contrastive", metrics, f"{seconds / 60:.1f} min" + (f" ({note})" if note else "")))
         commands += [train_command, command]
     elif report is not None:
         evaluate(file, [], work / f"{name}-rmac.json", cache, data, report)
@@ -142,6 +147,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=REPOSITORY / "bench" / "medical" / "work")
     parser.add_argument("--cache", type=Path, default=None, help="descriptor cache (default: WORK/cache)")
     parser.add_argument("--no-train", action="store_true", help="measure fine-tuned encoders only where a finished encoder file exists")
+    parser.add_argument("--unfinished", action="store_true", help="also measure the encoder file of an interrupted training run")
     arguments = parser.parse_args()
     clock = RunClock()
     work = arguments.work
@@ -150,7 +156,7 @@ def main() -> None:
     sections = []
     for number, key in enumerate(arguments.datasets):
         report = work / f"report-{key}" if number == 0 else None
-        sections += measure(key, arguments.data, work, cache, not arguments.no_train, report)
+        sections += measure(key, arguments.data, work, cache, not arguments.no_train, arguments.unfinished, report)
         if report is not None and (report / "index.html").is_file():
             picture = sorted(report.glob("test_*.png"))[1 if len(list(report.glob("test_*.png"))) > 1 else 0]
             shutil.copyfile(picture, REPOSITORY / "docs" / "images" / "medical-report.png")
@@ -169,6 +175,9 @@ def main() -> None:
         "test split). The other copy lacks 826 of the 1214 normal training images (10 % normal instead of 26 %), which",
         "skews every vote towards pneumonia; the balanced copy is a documented undersampling with equal classes. Neither",
         "is the official release, so its rows are not strictly comparable with the published ones.",
+        "",
+        "Training times marked (recorded) are those stored in the encoder file of an earlier run of the same",
+        "`cbir train` command, measured here.",
         "",
         "Machine:",
         "",
