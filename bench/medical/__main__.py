@@ -160,6 +160,9 @@ def main() -> None:
         if report is not None and (report / "index.html").is_file():
             picture = sorted(report.glob("test_*.png"))[1 if len(list(report.glob("test_*.png"))) > 1 else 0]
             shutil.copyfile(picture, REPOSITORY / "docs" / "images" / "medical-report.png")
+    for key in DATASETS:
+        if key not in arguments.datasets:
+            sections += [f"## {DATASETS[key][0]}", "", "Not measured in this run (left out by `--datasets`).", ""]
     page = [
         "# Medical image retrieval: MedMNIST",
         "",
