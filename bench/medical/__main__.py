@@ -101,24 +101,27 @@ def train(file: Path, name: str, work: Path, data: Path, allowed: bool, unfinish
     return out, time.perf_counter() - started, command, ""
 
 
-def measure(key: str, data: Path, work: Path, cache: Path, allowed_to_train: bool, unfinished: bool, report: Path | None) -> list[str]:
+def measure(key: str, data: Path, work: Path, cache: Path, allowed_to_train: bool, unfinished: bool, report: Path | None,
+            encoders: list[str]) -> list[str]:
     name, relative = DATASETS[key]
     file = data / relative
     if not file.is_file():
         console.print(f"[yellow]skipping {name}: {file} is missing[/yellow]")
         return []
     splits = [read_medmnist(file, "test"), read_medmnist(file, "train")]
-    choices = [EncoderChoice.of(EncoderSpec()), EncoderChoice.of(EncoderSpec(pooling="gem", gem_p=3.0))]
-    with progress_bar(f"{name}: one backbone pass for R-MAC and GeM") as update:
+    specs = {"rmac": EncoderSpec(), "gem": EncoderSpec(pooling="gem", gem_p=3.0)}
+    choices = [EncoderChoice.of(specs[e]) for e in encoders if e in specs]
+    with progress_bar(f"{name}: one backbone pass for the off-the-shelf poolings") as update:
         encode_splits(choices, splits, cache, progress=update)
     rows, commands = [], []
     reference, command = evaluate(file, [], work / f"{name}-rmac.json", cache, data)
     rows.append(("off the shelf, R-MAC (default)", reference, "-"))
     commands.append(command)
-    metrics, command = evaluate(file, ["--pooling", "gem", "--gem-p", "3"], work / f"{name}-gem.json", cache, data)
-    rows.append(("off the shelf, GeM p=3", metrics, "-"))
-    commands.append(command)
-    trained = train(file, name, work, data, allowed_to_train, unfinished)
+    if "gem" in encoders:
+        metrics, command = evaluate(file, ["--pooling", "gem", "--gem-p", "3"], work / f"{name}-gem.json", cache, data)
+        rows.append(("off the shelf, GeM p=3", metrics, "-"))
+        commands.append(command)
+    trained = train(file, name, work, data, allowed_to_train, unfinished) if "finetuned" in encoders else None
     if trained is not None:
         model, seconds, train_command, note = trained
         metrics, command = evaluate(file, ["--encoder", str(model)], work / f"{name}-contrastive.json", cache, data, report)
@@ -131,8 +134,11 @@ def measure(key: str, data: Path, work: Path, cache: Path, allowed_to_train: boo
         [[label, *(f"{m[k]:.1f}" for k in METRICS), f"{m['ACC@1'] / reference['ACC@1']:.3f}", time_cell] for label, m, time_cell in rows],
     )
     lines = [f"## {name}", "", f"- `{relative}`: {len(splits[0])} test images query {len(splits[1])} train images", "", table, ""]
-    if trained is None:
-        lines += ["Fine-tuned row not measured in this run (`--no-train` and no finished encoder file).", ""]
+    left_out = [label for encoder, label in (("gem", "GeM p=3"), ("finetuned", "fine-tuned")) if encoder not in encoders]
+    if trained is None and "finetuned" in encoders:
+        left_out.append("fine-tuned (`--no-train` and no finished encoder file)")
+    if left_out:
+        lines += [f"Not measured in this run: {', '.join(left_out)}.", ""]
     lines += ["Commands (`$DATA` = the shared data folder):", ""] + [f"- `{c}`" for c in commands] + [""]
     published = PUBLISHED[name]
     lines += [f"Published ACC@1 (Mahbod et al. 2024, zero-shot, official MedMNIST splits) by image size:", ""]
@@ -147,6 +153,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=REPOSITORY / "bench" / "medical" / "work")
     parser.add_argument("--cache", type=Path, default=None, help="descriptor cache (default: WORK/cache)")
     parser.add_argument("--no-train", action="store_true", help="measure fine-tuned encoders only where a finished encoder file exists")
+    parser.add_argument("--encoders", nargs="+", default=["rmac", "gem", "finetuned"], choices=["rmac", "gem", "finetuned"],
+                        help="rows to measure (R-MAC, the reference, always is)")
     parser.add_argument("--unfinished", action="store_true", help="also measure the encoder file of an interrupted training run")
     arguments = parser.parse_args()
     clock = RunClock()
@@ -156,7 +164,7 @@ def main() -> None:
     sections = []
     for number, key in enumerate(arguments.datasets):
         report = work / f"report-{key}" if number == 0 else None
-        sections += measure(key, arguments.data, work, cache, not arguments.no_train, arguments.unfinished, report)
+        sections += measure(key, arguments.data, work, cache, not arguments.no_train, arguments.unfinished, report, arguments.encoders)
         if report is not None and (report / "index.html").is_file():
             picture = sorted(report.glob("test_*.png"))[1 if len(list(report.glob("test_*.png"))) > 1 else 0]
             shutil.copyfile(picture, REPOSITORY / "docs" / "images" / "medical-report.png")
