@@ -110,7 +110,7 @@ def measure(key: str, data: Path, work: Path, cache: Path, allowed_to_train: boo
         return []
     splits = [read_medmnist(file, "test"), read_medmnist(file, "train")]
     specs = {"rmac": EncoderSpec(), "gem": EncoderSpec(pooling="gem", gem_p=3.0)}
-    choices = [EncoderChoice.of(specs[e]) for e in encoders if e in specs]
+    choices = [EncoderChoice.of(specs[e]) for e in specs if e == "rmac" or e in encoders]
     with progress_bar(f"{name}: one backbone pass for the off-the-shelf poolings") as update:
         encode_splits(choices, splits, cache, progress=update)
     rows, commands = [], []
