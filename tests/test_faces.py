@@ -468,6 +468,9 @@ def test_cli_index_and_search_by_face(tmp_path, photos):
     results = found["faces"][0]["results"]
     assert results[0]["uri"].endswith("group.jpg") and len(results) == 2  # one hit per photo
     assert results[0]["score"] > 0.95 and results[1]["score"] < 0.93 and grid.is_file()
+    table = CliRunner().invoke(app, ["search", str(photos["hopper"]), "--faces", "-c", collection])
+    assert table.exit_code == 0, table.output
+    assert "face 1 at" in table.stdout and "group.jpg" in "".join(table.stdout.replace("│", " ").split())  # long paths fold
     empty = CliRunner().invoke(app, ["search", str(photos["empty"]), "--faces", "-c", collection])
     assert empty.exit_code == 2 and "no face found" in empty.output
 

@@ -15,7 +15,6 @@ import concurrent.futures
 import multiprocessing
 import os
 import pickle
-import platform
 import shlex
 import sys
 import tempfile
@@ -27,7 +26,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from bench.common import default_data, machine_summary
 from cbir.collection.collection import Collection
+from cbir.evaluation import metrics
 from cbir.evaluation.pairs import read_pairs, verification_report
 from cbir.faces.alignment import TTA_VIEWS, View
 from cbir.faces.analyzer import DEFAULT_TTA, FaceAnalyzer, FaceSpec
@@ -285,12 +286,10 @@ def retrieval_scores(vectors: np.ndarray, labels: list[str]) -> tuple[float, flo
     labels_arr = np.asarray(labels)
     similarities = vectors @ vectors.T
     np.fill_diagonal(similarities, -np.inf)
-    average_precisions = []
-    for row in range(len(vectors)):
-        order = np.argsort(-similarities[row])[:-1]
-        relevant = labels_arr[order] == labels_arr[row]
-        hits = np.cumsum(relevant)
-        average_precisions.append(np.sum(hits[relevant] / (np.flatnonzero(relevant) + 1)) / relevant.sum())
+    ranking = np.argsort(-similarities, axis=1)
+    judgement = np.where(labels_arr[None, :] == labels_arr[:, None], metrics.POSITIVE, metrics.NEGATIVE)
+    np.fill_diagonal(judgement, metrics.JUNK)
+    average_precisions = metrics.average_precision(metrics.ranked_hits(ranking, judgement))
     per_person = len(vectors) // len(set(labels))
     enrolled = np.array([i % per_person < per_person // 2 for i in range(len(vectors))])
     names, _ = best_matches(vectors[~enrolled], vectors[enrolled], list(labels_arr[enrolled]))
@@ -483,7 +482,7 @@ def group_lines(data: Path, out: Path) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--data", type=Path, default=default_data())
     parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
     parser.add_argument("--quick", action="store_true", help="200 pairs per fold (a check, not the published figures)")
     parser.add_argument(
@@ -520,9 +519,8 @@ def main() -> None:
     header = [
         "# Faces benchmark",
         "",
-        f"Command: `{command.strip()}` ({time.perf_counter() - started:.0f} s). Machine: {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} cores, {platform.platform()}, Python {platform.python_version()}, dlib {_version('dlib')}, "
-        f"opencv {_version('cv2')}. Date: {time.strftime('%Y-%m-%d')}."
+        f"Command: `{command.strip()}` ({time.perf_counter() - started:.0f} s). "
+        f"Machine: {machine_summary(('dlib-bin', 'opencv-python-headless'))}. Date: {time.strftime('%Y-%m-%d')}."
         + (f" Descriptors read from the cache of an earlier run of this code: {', '.join(REUSED)}." if REUSED else ""),
         "",
         "Faces: dlib's 5-point landmarks, 150 px chips with 25 % padding, dlib's ResNet descriptor "
@@ -534,13 +532,6 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(text) + "\n")
     console.print(f"written {args.out}")
-
-
-def _version(module: str) -> str:
-    try:
-        return __import__(module).__version__
-    except (ImportError, AttributeError):
-        return "?"
 
 
 if __name__ == "__main__":

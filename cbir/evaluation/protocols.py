@@ -329,7 +329,8 @@ def evaluate_pairs(
     pairs = read_pairs(pairs_file, images, suffix)
     paths = list(dict.fromkeys(path for pair in pairs for path in (pair.first, pair.second)))
     if choice is None:
-        from cbir.faces import FaceAnalyzer, FaceSpec, face_embedder
+        from cbir.faces.analyzer import FaceAnalyzer, FaceSpec
+        from cbir.faces.descriptors import face_embedder
 
         analyzer = FaceAnalyzer(FaceSpec(tta=face_tta))
         embed = _with_progress(face_embedder(analyzer), len(paths), progress)

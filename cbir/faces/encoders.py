@@ -2,8 +2,9 @@
 
 The default is dlib's ResNet (128-d, trained on chips of 150 px with 25 %
 padding). Another model plugs in by implementing ``FaceEncoder`` and
-registering a factory under the ``type`` its ``record()`` carries, so a
-collection can rebuild the encoder of its face space.
+registering in ``FACE_ENCODERS``, under the ``type`` its ``record()`` carries,
+a factory that takes that record, so a collection can rebuild the encoder of
+its face space.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Callable, Protocol
 
 import numpy as np
 
+from cbir.core.registry import Registry
 from cbir.faces.models import FaceError, recognition_model
 
 
@@ -27,6 +29,9 @@ class FaceEncoder(Protocol):
 
     def record(self) -> dict:
         """What rebuilds this encoder (with ``type``); vectors are comparable only under equal records."""
+
+
+FACE_ENCODERS: Registry[FaceEncoder] = Registry("face encoder", error=FaceError)
 
 
 def l2_normalise(vectors: np.ndarray) -> np.ndarray:
@@ -51,22 +56,22 @@ class DlibResNetEncoder:
         return {"type": "dlib_resnet_v1", "dim": self.dim, "chip_size": self.chip_size, "padding": self.padding}
 
 
-FACE_ENCODERS: dict[str, Callable[[dict], FaceEncoder]] = {
-    "dlib_resnet_v1": lambda record: DlibResNetEncoder(),
-}
+@FACE_ENCODERS.register("dlib_resnet_v1")
+def _dlib_resnet(record: dict) -> FaceEncoder:
+    return DlibResNetEncoder()
 
 
 def register_face_encoder(type_name: str, factory: Callable[[dict], FaceEncoder]) -> None:
-    """Make encoders whose record has ``type == type_name`` rebuildable from that record."""
-    FACE_ENCODERS[type_name] = factory
+    """Make encoders whose record has ``type == type_name`` rebuildable from that record (``factory(record)``)."""
+    FACE_ENCODERS.register(type_name)(factory)
 
 
 def face_encoder_from_record(record: dict) -> FaceEncoder:
     """The encoder a face space was built with."""
-    factory = FACE_ENCODERS.get(record.get("type", ""))
-    if factory is None:
+    type_name = record.get("type", "")
+    if type_name not in FACE_ENCODERS:
         raise FaceError(
-            f"no face encoder of type {record.get('type')!r} is registered (known: {', '.join(FACE_ENCODERS)}); "
+            f"no face encoder of type {type_name!r} is registered (known: {', '.join(FACE_ENCODERS.names())}); "
             "import the module that registers it first"
         )
-    return factory(record)
+    return FACE_ENCODERS.get(type_name)(record)

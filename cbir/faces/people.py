@@ -16,9 +16,7 @@ import numpy as np
 
 from cbir.collection.collection import Collection, IndexReport
 from cbir.collection.pipeline import SourceResult
-from cbir.evaluation.pairs import read_pairs, score_pairs, verification_report
 from cbir.faces.analyzer import Face, FaceAnalyzer, FaceScan, FaceSpec
-from cbir.faces.batch import scan_files
 from cbir.faces.calibration import (
     DEFAULT_SOURCE,
     DEFAULT_THRESHOLD,
@@ -27,7 +25,6 @@ from cbir.faces.calibration import (
     similarity_to_distance,
     threshold_for_far,
 )
-from cbir.faces.descriptors import face_embedder, labeled_face_descriptors
 from cbir.faces.encoders import face_encoder_from_record
 from cbir.faces.models import FaceError
 from cbir.faces.pipeline import FACE_SPACE, face_items, face_space_record
@@ -132,6 +129,8 @@ class EnrolmentPipeline:
         return face_space_record(self.analyzer)
 
     def run(self, paths: Sequence[Path], known_hashes, batch_size: int, workers: int | None) -> Iterator[list[SourceResult]]:
+        from cbir.faces.batch import scan_files  # decoding workers (torch) load when photos are read
+
         for batch in scan_files(self.analyzer, paths, known_hashes, batch_size, workers, self.face_crop, self.face_crop):
             results = []
             for entry in batch:
@@ -256,6 +255,9 @@ class People:
     ) -> tuple[Calibration, dict]:
         """Choose and store the threshold for ``target_far`` on an LFW-format pairs file; also returns
         the k-fold verification report of those pairs."""
+        from cbir.evaluation.pairs import read_pairs, score_pairs, verification_report
+        from cbir.faces.descriptors import face_embedder
+
         pairs = read_pairs(pairs_file, images)
         scores, _ = score_pairs(pairs, face_embedder(self.analyzer, face_crop=face_crop))
         same = np.array([pair.same for pair in pairs])
@@ -270,6 +272,8 @@ class People:
         progress: Callable[[int, int], None] | None = None,
     ) -> tuple[Calibration, dict]:
         """Choose and store the threshold for ``target_far`` from every pair of a folder of per-person subfolders."""
+        from cbir.faces.descriptors import labeled_face_descriptors
+
         faces = labeled_face_descriptors(folder, self.analyzer, face_crop, progress=progress)
         if len(set(faces.labels)) < 2:
             raise FaceError(f"{folder} needs faces of at least two people (one subfolder each) to calibrate")

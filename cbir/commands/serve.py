@@ -8,6 +8,9 @@ from typing import Optional
 
 import typer
 
+from cbir.commands.common import CollectionOption, user_errors
+from cbir.progress import console
+
 
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
@@ -19,7 +22,7 @@ def _is_loopback(host: str) -> bool:
 
 
 def serve(
-    collection: Path = typer.Option(..., "--collection", "-c", help="Collection directory."),
+    collection: Path = CollectionOption,
     host: str = typer.Option("127.0.0.1", help="Address to listen on; other machines reach it only if you say so."),
     port: int = typer.Option(8000, help="Port to listen on."),
     token: Optional[str] = typer.Option(
@@ -32,9 +35,6 @@ def serve(
     ),
 ) -> None:
     """Serve a collection: a web page to search it by example, and a REST API (schema at /openapi.json)."""
-    from cbir.cli import user_errors
-    from cbir.progress import console
-
     try:
         import uvicorn
 
