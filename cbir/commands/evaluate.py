@@ -318,7 +318,6 @@ def medmnist(
     batch_size: int = BatchOption,
 ) -> None:
     """Mahbod et al. 2024: test images query the train split; ACC@1/3/5, mMV@5, mAP@5 and mAP."""
-    from cbir.cli import user_errors
     from cbir.evaluation.medmnist import evaluate_medmnist
 
     with user_errors():
@@ -327,8 +326,7 @@ def medmnist(
             result = evaluate_medmnist(data, choice, split, database, cache, batch_size, update)
         print_result(result)
         if json_file is not None:
-            json_file.parent.mkdir(parents=True, exist_ok=True)
-            json_file.write_text(json.dumps(result.to_dict(), indent=2))
+            write_json(json_file, result.to_dict())
             console.print(f"metrics written to {json_file}")
         if report is not None:
             from cbir.medical.medmnist_report import write_medmnist_report
