@@ -342,6 +342,43 @@ def objects(
             console.print(f"metrics written to {json_file}")
 
 
+@evaluate_app.command()
+def medmnist(
+    data: Path = typer.Argument(..., help="A MedMNIST .npz file (2-D, single-label: {split}_images and {split}_labels)."),
+    split: str = typer.Option("test", help="Split whose images are the queries."),
+    database: str = typer.Option("train", help="Split that is searched."),
+    backbone: Optional[str] = BackboneOption,
+    pooling: Optional[str] = PoolingOption,
+    gem_p: Optional[float] = GemOption,
+    size: Optional[int] = SizeOption,
+    multiscale: Optional[bool] = MultiscaleOption,
+    weights: Optional[Path] = WeightsOption,
+    encoder: Optional[Path] = EncoderFileOption,
+    json_file: Optional[Path] = JsonOption,
+    report: Optional[Path] = typer.Option(None, "--report", help="Write the most/least similar cases of a few queries (PNG, HTML, JSON) into this folder."),
+    report_queries: int = typer.Option(6, "--report-queries", help="Queries shown in --report."),
+    k: int = typer.Option(5, "-k", min=1, help="Most and least similar cases shown per query in --report."),
+    cache: Optional[Path] = CacheOption,
+    batch_size: int = BatchOption,
+) -> None:
+    """Mahbod et al. 2024: test images query the train split; ACC@1/3/5, mMV@5, mAP@5 and mAP."""
+    from cbir.evaluation.medmnist import evaluate_medmnist
+
+    with user_errors():
+        choice = encoder_choice(backbone, pooling, gem_p, size, multiscale, weights, encoder)
+        with progress_bar("encoding") as update:
+            result = evaluate_medmnist(data, choice, split, database, cache, batch_size, update)
+        print_result(result)
+        if json_file is not None:
+            write_json(json_file, result.to_dict())
+            console.print(f"metrics written to {json_file}")
+        if report is not None:
+            from cbir.medical.medmnist_report import write_medmnist_report
+
+            page = write_medmnist_report(result, data, split, database, report, report_queries, k)
+            console.print(f"report written to {page}")
+
+
 from cbir.commands.evaluate_videos import videos  # noqa: E402  (registered here, defined in its own module)
 
 evaluate_app.command()(videos)

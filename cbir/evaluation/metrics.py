@@ -147,3 +147,15 @@ def interpolated_precision(hits: RankedHits, levels: np.ndarray) -> np.ndarray:
     position = np.clip(needed - 1, 0, width)
     curves = np.take_along_axis(best_after, position, axis=1)
     return np.where(hits.n_positive[:, None] > 0, curves, np.nan)
+
+
+def majority_vote_hits(top_labels: np.ndarray, query_labels: np.ndarray) -> np.ndarray:
+    """1 where the most frequent label among a query's first results (Q x k) is its own label, else 0.
+
+    A tie counts as a hit when the query's label is among the tied labels (Mahbod et al. 2024's mMV@k).
+    """
+    hits = np.zeros(len(query_labels))
+    for row, (labels, own) in enumerate(zip(np.asarray(top_labels), np.asarray(query_labels))):
+        values, counts = np.unique(labels, return_counts=True)
+        hits[row] = float(own in values[counts == counts.max()])
+    return hits

@@ -80,3 +80,13 @@ def _open(path: str | Path):
         return np.load(path, allow_pickle=False)
     except (OSError, ValueError) as error:
         raise ValueError(f"{path} is not a readable .npz file: {error}") from None
+
+
+def medmnist_images(path: str | Path, splits: list[str] | None = None):
+    """Every image of the file's splits (default: all) as (name ``split[i]``, RGB picture, metadata)."""
+    for split_name in splits or medmnist_splits(path):
+        split = read_medmnist(path, split_name)
+        for index in range(len(split)):
+            labels = [int(v) for v in split.labels[index]]
+            metadata = {"format": "medmnist", "split": split_name, "index": index, "label": labels[0] if len(labels) == 1 else labels}
+            yield f"{split_name}[{index}]", split.image(index), metadata

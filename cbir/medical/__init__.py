@@ -1,0 +1,1 @@
+"""Medical image archives: de-identified scans, series descriptors and similar-case reports."""
