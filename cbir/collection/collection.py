@@ -18,9 +18,13 @@ import numpy as np
 from filelock import FileLock
 from PIL import Image
 
+from cbir.collection import integrity
 from cbir.collection.catalog import Catalog
+from cbir.collection.errors import CollectionError
+from cbir.collection.files import find_files
 from cbir.collection.manifest import Manifest, SpaceInfo
 from cbir.collection.pipeline import Pipeline
+from cbir.collection.readonly import ReadOnlyLock, is_writable
 from cbir.collection.vector_index import VectorIndex
 from cbir.encoders.encoder import DEFAULT_BATCH_SIZE, Encoder, EncoderSpec, shared_encoder
 from cbir.encoders.whitening import PCAWhitening
@@ -30,10 +34,6 @@ from cbir.io.images import load_image
 
 IMAGE_SPACE = "image"
 SAVE_EVERY_ITEMS = 5000
-
-
-class CollectionError(RuntimeError):
-    """A collection that cannot be created, opened or used as asked; the message says what to do."""
 
 
 @dataclass
@@ -85,11 +85,12 @@ ProgressCallback = Callable[[int, int], None]  # (files done in this step, files
 class Collection:
     """Items with vectors in one directory; use ``create`` or ``open``."""
 
-    def __init__(self, path: Path, manifest: Manifest):
+    def __init__(self, path: Path, manifest: Manifest, read_only: bool = False):
         self.path = path
         self.manifest = manifest
-        self.catalog = Catalog(path / "catalog.sqlite")
-        self.lock = FileLock(str(path / ".write.lock"))
+        self.read_only = read_only
+        self.catalog = Catalog(path / "catalog.sqlite", read_only=read_only)
+        self.lock = ReadOnlyLock(path) if read_only else FileLock(str(path / ".write.lock"))
         self._encoder: Encoder | None = None
         self._requested_spec: EncoderSpec | None = None
         self._indexes: dict[str, VectorIndex] = {}
@@ -102,27 +103,48 @@ class Collection:
         path = Path(path)
         if (path / "manifest.json").exists():
             raise CollectionError(f"{path} already holds a collection: open it instead")
+        integrity.refuse_catalog_without_manifest(path)
         spec = encoder or EncoderSpec()
         built = shared_encoder(spec)
         VectorIndex(index, built.dim)  # fail now on a bad factory string
-        path.mkdir(parents=True, exist_ok=True)
         record, dim = ImagePipeline(built).space_record()
         manifest = Manifest({IMAGE_SPACE: SpaceInfo(record, dim, index)})
-        manifest.save(path / "manifest.json")
+        with integrity.creating(path):
+            catalog = Catalog(path / "catalog.sqlite")
+            integrity.record_manifest(catalog.connection, manifest)
+            catalog.close()
+            manifest.save(path / "manifest.json")
         collection = cls(path, manifest)
         collection._encoder = built
         return collection
 
     @classmethod
-    def open(cls, path: str | Path, encoder: EncoderSpec | Encoder | None = None) -> "Collection":
+    def open(
+        cls, path: str | Path, encoder: EncoderSpec | Encoder | None = None, read_only: bool | None = None
+    ) -> "Collection":
         """Open an existing collection; ``encoder``, when given, must be the one it was built with.
 
-        A loaded ``Encoder`` is used as it is rather than loaded again.
+        A loaded ``Encoder`` is used as it is rather than loaded again. ``read_only``
+        (by default: when the folder cannot be written) opens it for searching only.
         """
         path = Path(path)
+        integrity.refuse_catalog_without_manifest(path)
         if not (path / "manifest.json").is_file():
             raise CollectionError(f"no collection at {path}: create one with 'cbir index DIR --collection {path}'")
-        collection = cls(path, Manifest.load(path / "manifest.json"))
+        try:
+            manifest = Manifest.load(path / "manifest.json")
+        except (ValueError, KeyError, TypeError) as error:
+            raise CollectionError(
+                f"{path / 'manifest.json'} is damaged ({error}); {integrity.repair_hint(path)} restores it from the catalog"
+            ) from None
+        integrity.check_catalog_file(path)
+        read_only = not is_writable(path) if read_only is None else read_only
+        collection = cls(path, manifest, read_only)
+        try:
+            integrity.check_manifest(path, manifest, collection.catalog.connection, writable=not read_only)
+        except CollectionError:
+            collection.close()
+            raise
         if isinstance(encoder, Encoder):
             collection.check_encoder(encoder.spec)
             collection._encoder = encoder
@@ -135,7 +157,10 @@ class Collection:
     def open_or_create(cls, path: str | Path, encoder: EncoderSpec | None = None, index: str = "Flat") -> "Collection":
         if (Path(path) / "manifest.json").is_file():
             return cls.open(path, encoder)
-        return cls.create(path, encoder, index)
+        try:
+            return cls.create(path, encoder, index)
+        except integrity.CollectionExistsError:
+            return cls.open(path, encoder)
 
     def close(self) -> None:
         self.catalog.close()
@@ -187,6 +212,7 @@ class Collection:
             return
         VectorIndex(index, dim)
         self.manifest.spaces[name] = SpaceInfo(encoder_record, dim, index)
+        integrity.record_manifest(self.catalog.connection, self.manifest)
         self.manifest.save(self.path / "manifest.json")
 
     # derived state: whitening and FAISS indexes ------------------------------
@@ -225,14 +251,15 @@ class Collection:
         index_path, meta_path = self._index_paths(space)
         dim = self._index_dim(space)
         index = None
-        if index_path.is_file() and meta_path.is_file():
-            meta = json.loads(meta_path.read_text())
+        meta = integrity.read_index_meta(meta_path) if index_path.is_file() else None
+        if meta is not None and integrity.index_file_is_ours(meta, index_path, self.catalog.connection):
             if meta.get("whitening") == self._whitening_stamp(space) and meta.get("factory") == info.index:
                 try:
                     index = VectorIndex.load(index_path, info.index, dim)
                 except (RuntimeError, ValueError):
                     index = None
-        if index is None:
+        rebuilt = index is None
+        if rebuilt:
             index = VectorIndex(info.index, dim)
         catalog_ids = self.catalog.item_ids(space)
         index_ids = index.ids()
@@ -243,14 +270,17 @@ class Collection:
         for ids, vectors in self.catalog.vectors(space, missing if len(missing) < len(catalog_ids) else None):
             index.add(ids, self._transform(space, vectors))
         index.train_if_possible()
-        if len(extra) or len(missing):
+        if len(extra) or len(missing) or (rebuilt and index_path.exists()):
             self._save_index(space, index)
         return index
 
     def _save_index(self, space: str, index: VectorIndex) -> None:
+        if self.read_only:
+            return
         index_path, meta_path = self._index_paths(space)
         index.save(index_path)
         meta = {"whitening": self._whitening_stamp(space), "factory": index.factory, "count": len(index)}
+        meta.update(integrity.index_stamp(index_path, self.catalog.connection))
         with atomic_write(meta_path) as stream:
             stream.write(json.dumps(meta).encode())
 
@@ -320,7 +350,9 @@ class Collection:
             if pipeline.space not in self.manifest.spaces:
                 self.add_space(pipeline.space, *pipeline.space_record())
             report = IndexReport()
-            files = _files_under(roots, pipeline.accepts)
+            integrity.remove_files(integrity.stale_temporaries(self.path))
+            found = find_files(roots, pipeline.accepts)
+            files, report.skipped = found.files, list(found.skipped)
             known = self.catalog.sources(pipeline.name)
             skipped_before = self.catalog.skipped(pipeline.name)
             todo: list[tuple[Path, os.stat_result]] = []
@@ -344,6 +376,9 @@ class Collection:
             index = self.index(pipeline.space)
             if sync:
                 report.removed = self._remove_missing(roots, files, known, pipeline.space)
+                with self.catalog.transaction():
+                    for uri, name in integrity.vanished_skipped(self.catalog.skipped(pipeline.name), roots):
+                        self.catalog.forget_skipped(uri, name)
             if todo:
                 self._process_and_store(pipeline, todo, known, report, batch_size, workers, progress)
             index = self.index(pipeline.space)
@@ -524,18 +559,6 @@ class Collection:
             "size_bytes": size,
             "versions": self.manifest.versions,
         }
-
-
-def _files_under(roots: list[Path], accepts: Callable[[Path], bool]) -> list[Path]:
-    files: list[Path] = []
-    for root in roots:
-        if root.is_dir():
-            files += sorted(p for p in root.rglob("*") if p.is_file() and accepts(p))
-        elif root.exists():
-            files.append(root)
-        else:
-            raise CollectionError(f"{root} does not exist")
-    return list(dict.fromkeys(files))
 
 
 def _is_within(path: Path, root: Path) -> bool:
