@@ -103,7 +103,6 @@ class Collection:
         path = Path(path)
         if (path / "manifest.json").exists():
             raise CollectionError(f"{path} already holds a collection: open it instead")
-        integrity.refuse_catalog_without_manifest(path)
         spec = encoder or EncoderSpec()
         built = shared_encoder(spec)
         VectorIndex(index, built.dim)  # fail now on a bad factory string

@@ -36,6 +36,7 @@ from cbir.collection.readonly import connect_read_only
 MANIFEST_FILE = "manifest.json"
 CATALOG_FILE = "catalog.sqlite"
 LOCK_FILE = ".write.lock"
+UPLOADS_FOLDER = "uploads"
 RECORD_TABLE = "CREATE TABLE IF NOT EXISTS collection_record (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
 STALE_TEMPORARY_SECONDS = 3600.0
 
@@ -232,3 +233,27 @@ def vanished_skipped(skipped: dict[tuple[str, str], tuple], roots: list[Path]) -
         for uri, pipeline in skipped
         if any(Path(uri) == root or root in Path(uri).parents for root in roots) and not Path(uri).exists()
     ]
+
+
+def orphaned_uploads(folder: Path, known_uris: set[str], older_than: float = STALE_TEMPORARY_SECONDS) -> list[Path]:
+    """Files in the server's upload folder that no catalog source refers to, older than ``older_than`` seconds.
+
+    A server killed between storing an upload and indexing it leaves one behind.
+    """
+    if not folder.is_dir():
+        return []
+    now = time.time()
+    return sorted(
+        file
+        for file in folder.glob("*/*")
+        if file.is_file() and str(file.resolve()) not in known_uris and now - file.stat().st_mtime > older_than
+    )
+
+
+def remove_uploads(files: list[Path]) -> int:
+    """Delete uploads and the per-upload folders they leave empty."""
+    removed = remove_files(files)
+    for file in files:
+        with contextlib.suppress(OSError):
+            file.parent.rmdir()
+    return removed
