@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import sqlite3
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -12,6 +13,7 @@ import typer
 from rich.table import Table
 
 from cbir.collection.collection import Collection, CollectionError, IndexReport, SearchResult
+from cbir.collection.errors import describe_failure
 from cbir.encoders.backbones import WeightsUnavailableError
 from cbir.encoders.encoder import DEFAULT_BATCH_SIZE, MULTI_SCALES, EncoderSpec, encoder_spec_from_file
 from cbir.encoders.pooling import POOLINGS
@@ -34,6 +36,9 @@ def user_errors() -> Iterator[None]:
         yield
     except (CollectionError, WeightsUnavailableError, ImageLoadError, ValueError, FileNotFoundError) as error:
         console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(2) from None
+    except (OSError, sqlite3.Error) as error:
+        console.print(f"[red]error:[/red] {describe_failure(error)}")
         raise typer.Exit(2) from None
 
 
@@ -219,10 +224,12 @@ def demo(
 
 
 from cbir.evaluation.cli import evaluate_app  # noqa: E402  (its commands use the helpers above)
+from cbir.collection.cli import doctor  # noqa: E402
 from cbir.server.command import serve  # noqa: E402
 
 app.add_typer(evaluate_app, name="evaluate")
 app.command()(serve)
+app.command()(doctor)
 app.command()(train_command)
 
 if __name__ == "__main__":
