@@ -35,22 +35,48 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def machine_description() -> list[str]:
-    """Markdown bullet lines: CPU, cores, memory, library versions, load."""
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+def library_versions(packages: tuple[str, ...] = ("torch", "timm", "faiss-cpu", "numpy", "pillow")) -> list[str]:
+    """``NAME VERSION`` of each installed package of ``packages``."""
     versions = []
-    for package in ("torch", "timm", "faiss-cpu", "numpy", "pillow"):
+    for package in packages:
         try:
             versions.append(f"{package} {metadata.version(package)}")
         except metadata.PackageNotFoundError:
             continue
+    return versions
+
+
+def memory_gib() -> float:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+
+
+def accelerator() -> str:
+    """The GPU torch would use, or that none is used."""
+    import torch
+
+    return f"GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "no GPU used"
+
+
+def machine_description() -> list[str]:
+    """Markdown bullet lines: CPU, cores, memory, library versions."""
     import torch
 
     return [
-        f"- CPU: {cpu_model()}, {os.cpu_count()} cores visible, torch threads {torch.get_num_threads()}; no GPU used",
-        f"- memory: {memory:.0f} GiB; {platform.system()} {platform.release()}; Python {platform.python_version()}",
-        f"- libraries: {', '.join(versions)}",
+        f"- CPU: {cpu_model()}, {os.cpu_count()} cores visible, torch threads {torch.get_num_threads()}; {accelerator()}",
+        f"- memory: {memory_gib():.0f} GiB; {platform.system()} {platform.release()}; Python {platform.python_version()}",
+        f"- libraries: {', '.join(library_versions())}",
     ]
+
+
+def machine_summary(extra_packages: tuple[str, ...] = ()) -> str:
+    """The machine in one sentence, for results pages that describe it inline."""
+    import torch
+
+    return (
+        f"{cpu_model()}, {len(os.sched_getaffinity(0))} cores available, {memory_gib():.0f} GiB RAM, {accelerator()}; "
+        f"{platform.system()} {platform.release()}, Python {platform.python_version()}, torch threads {torch.get_num_threads()}; "
+        + ", ".join(library_versions(("torch", "numpy", *extra_packages)))
+    )
 
 
 class RunClock:

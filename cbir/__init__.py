@@ -1,7 +1,16 @@
-"""cbir: deep content-based retrieval of images, objects, faces, video and medical scans."""
+"""cbir: deep content-based retrieval of images, objects, faces, video and medical scans.
 
-from cbir.collection import Collection, CollectionError, IndexReport, Item, SearchResult
-from cbir.encoders import Encoder, EncoderSpec
+The public names load their modules on first use, so ``import cbir`` (and the
+command line's start) costs no torch, timm or FAISS import.
+"""
 
-__all__ = ["Collection", "CollectionError", "Encoder", "EncoderSpec", "IndexReport", "Item", "SearchResult"]
+import lazy_loader
+
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "collection": ["Collection", "CollectionError", "IndexReport", "Item", "SearchResult"],
+        "encoders": ["Encoder", "EncoderSpec"],
+    },
+)
 __version__ = "0.1.0"

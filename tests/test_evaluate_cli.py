@@ -43,7 +43,7 @@ def test_evaluate_labeled_writes_json_and_report(tmp_path):
     assert result["metrics"]["mAP"] > 80  # near-duplicates of one picture per class
     assert result["config"]["alpha_qe"] == {"neighbours": 2, "alpha": 3.0}
     assert [entry["file"].endswith("broken.jpg") for entry in result["skipped"]] == [True]
-    assert "mAP" in completed.stderr and "broken.jpg: not a recognised image format" in completed.stderr
+    assert "mAP" in completed.stdout and "broken.jpg: not a recognised image format" in completed.stderr
     page = (report / "index.html").read_text()
     for picture in ("precision_recall.png", "ap_per_group.png", "query_0.png", "embedding_map.png"):
         assert picture in page and (report / picture).stat().st_size > 1000
@@ -61,6 +61,19 @@ def test_whitening_on_the_evaluated_set_is_flagged(tmp_path):
     assert written["config"]["whitening"] == {"learned_on": "the evaluated database itself", "images": 12, "dim": 8}
     assert any("learned on the evaluated images" in note for note in written["notes"])
     assert "flatters the result" in " ".join(result.output.split())
+
+
+def test_json_file_keeps_non_ascii_names_readable(tmp_path):
+    data = labeled_folder(tmp_path / "data")
+    (data / "class_1" / "kaputt-Übung.jpg").write_bytes(b"not an image either")
+    out = tmp_path / "result.json"
+    result = CliRunner().invoke(app, [
+        "evaluate", "labeled", str(data), "--pooling", "gem", "--size", "96", "--json", str(out), "--cache", str(tmp_path / "cache"),
+    ])
+    assert result.exit_code == 0, result.output
+    text = out.read_bytes().decode("utf-8")
+    assert "kaputt-Übung.jpg" in text and "\\u" not in text
+    assert {entry["file"].rsplit("/", 1)[-1] for entry in json.loads(text)["skipped"]} == {"broken.jpg", "kaputt-Übung.jpg"}
 
 
 def test_missing_data_is_a_clear_error(tmp_path):

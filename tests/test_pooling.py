@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from cbir.encoders.pooling import GeM, crow, gem, mac, make_pooling, rmac, rmac_regions, spoc
+from cbir.encoders.pooling import POOLINGS, GeM, crow, gem, mac, make_pooling, rmac, rmac_regions, spoc
 
 LECTURE_MAP = torch.tensor([[5.0, 3, 1, 2], [1, 2, 3, 2], [4, 2, 2, 5], [3, 6, 1, 1]]).view(1, 1, 4, 4)
 
@@ -75,3 +75,10 @@ def test_make_pooling_rejects_unknown_names():
 @pytest.mark.parametrize("name", ["spoc", "mac", "gem", "rmac", "crow"])
 def test_every_pooling_maps_batches_to_vectors(name):
     assert make_pooling(name)(torch.rand(3, 16, 7, 10)).shape == (3, 16)
+
+
+def test_make_pooling_passes_each_pooling_its_own_settings():
+    gem_module = make_pooling("gem", gem_p=4.0, learnable_p=True, rmac_levels=2)
+    assert gem_module.p.detach().item() == 4.0 and gem_module.p.requires_grad
+    assert make_pooling("rmac", gem_p=4.0, rmac_levels=2).levels == 2
+    assert POOLINGS.names() == ("spoc", "mac", "gem", "rmac", "crow")

@@ -34,3 +34,21 @@ def test_a_name_registers_once():
     shapes.register("square")(lambda: 1)
     with pytest.raises(ValueError, match="registered twice"):
         shapes.register("square")(lambda: 2)
+
+
+def test_build_passes_only_the_settings_a_member_takes():
+    poolings = Registry("pooling")
+    poolings.register("mean")(lambda: "mean")
+    poolings.register("power")(lambda p=3.0: f"power {p}")
+    assert poolings.build("mean", p=4.0, levels=2) == "mean"
+    assert poolings.build("power", p=4.0, levels=2) == "power 4.0"
+    assert poolings.build("power", p=None) == "power 3.0"
+
+
+def test_a_family_raises_its_own_error_for_unknown_names():
+    class ShapeError(ValueError):
+        pass
+
+    shapes = Registry("shape", error=ShapeError)
+    with pytest.raises(ShapeError, match="unknown shape 'cube'"):
+        shapes.create("cube")

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from cbir.evaluation.ranking import full_ranking, nearest
-from cbir.evaluation.reranking import Reranking, database_augmentation, query_expansion
+from cbir.search.ranking import full_ranking, nearest
+from cbir.search.reranking import Reranking, database_augmentation, query_expansion
 
 
 def unit(*values):
@@ -85,7 +85,7 @@ def test_rejects_negative_neighbours():
 def test_expanded_search_in_a_collection(tmp_path):
     from cbir.collection.collection import Collection
     from cbir.encoders.encoder import EncoderSpec
-    from cbir.evaluation.reranking import expanded_search
+    from cbir.search.reranking import expanded_search
     from tests.conftest import write_images
 
     paths = write_images(tmp_path / "images", 6, size=(96, 72))

@@ -130,7 +130,7 @@ def test_requests_for_other_host_names_are_refused(collection_path):
 
 
 def test_serving_on_loopback_answers_only_to_local_names():
-    from cbir.server.command import allowed_hosts
+    from cbir.commands.serve import allowed_hosts
 
     assert set(allowed_hosts("127.0.0.1", [])) == {"127.0.0.1", "localhost", "::1"}
     assert allowed_hosts("0.0.0.0", ["search.lan"]) == ("search.lan",)

@@ -252,3 +252,23 @@ def test_whole_network_trains_with_pool_mining(class_folders, tmp_path):
     trained_stem = load_encoder_file(tmp_path / "all.pt").backbone.body.conv_stem.weight
     pretrained_stem = Encoder(EncoderSpec(image_size=SIZE)).backbone.body.conv_stem.weight
     assert not torch.equal(trained_stem, pretrained_stem)
+
+
+def test_losses_and_miners_are_built_by_name():
+    from pytorch_metric_learning import losses, miners
+
+    from cbir.training.losses import LOSSES, MINERS, make_batch_miner, make_loss
+
+    assert LOSSES.names() == ("contrastive", "triplet")
+    assert MINERS.names() == ("batch-hard", "semi-hard", "pool", "none")
+    assert make_loss("triplet").margin == 0.1
+    contrastive = make_loss("contrastive", margin=0.5, pos_margin=0.1)
+    assert isinstance(contrastive, losses.ContrastiveLoss) and (contrastive.pos_margin, contrastive.neg_margin) == (0.1, 0.5)
+    assert make_batch_miner("semi-hard", "triplet", 0.3).margin == 0.3
+    assert make_batch_miner("semi-hard", "contrastive", 0.7).margin == 0.1
+    assert isinstance(make_batch_miner("batch-hard", "triplet"), miners.BatchHardMiner)
+    assert make_batch_miner("pool", "triplet") is None and make_batch_miner("none", "contrastive") is None
+    with pytest.raises(ValueError, match="unknown loss 'arcface': choose one of contrastive, triplet"):
+        make_loss("arcface")
+    with pytest.raises(ValueError, match="below the negative margin"):
+        make_loss("contrastive", margin=0.2, pos_margin=0.3)

@@ -1,11 +1,10 @@
-"""Face recognition benchmark: LFW pairs (3 folds), ORL identification, a descriptor head, timing,
-thresholds, and an annotated group photo. Writes bench/results/faces.md.
+"""Face recognition benchmark: LFW pairs (3 folds) and ORL identification for each face encoder (dlib's ResNet,
+MobileFaceNet, their fusion) and detector (dlib HOG, YuNet), the fusion weight chosen by the fold protocol,
+speed per encoder, thresholds, a descriptor head, and an annotated group photo. Writes bench/results/faces.md.
 
-    PYTHONPATH=$PWD python bench/faces/run.py [--data ../shared/data] [--workers 2] [--quick] [--lean] [--cache DIR]
+    PYTHONPATH=$PWD python bench/faces/run.py [--data ../shared/data] [--workers 2] [--quick] [--cache DIR]
 
-Every variant is computed in the same run as the baseline: dlib used as its
-examples show (HOG detector with one upsampling, the first face, 5-point
-chip, Euclidean distance, a pair without a detected face counted wrong).
+The baseline in every table is the previous default: dlib's descriptor with the face photo rule and flip.
 """
 
 from __future__ import annotations
@@ -15,141 +14,131 @@ import concurrent.futures
 import multiprocessing
 import os
 import pickle
-import platform
 import shlex
 import sys
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from bench.common import default_data, machine_summary
 from cbir.collection.collection import Collection
-from cbir.evaluation.pairs import read_pairs, verification_report
-from cbir.faces.alignment import TTA_VIEWS, View
-from cbir.faces.analyzer import DEFAULT_TTA, FaceAnalyzer, FaceSpec
+from cbir.evaluation import metrics
+from cbir.evaluation.pairs import best_threshold, read_pairs, verification_report
+from cbir.faces.alignment import TTA_VIEWS
+from cbir.faces.analyzer import DEFAULT_FACE_ENCODER, DEFAULT_TTA, FaceAnalyzer, FaceSpec
 from cbir.faces.annotate import annotate_faces
 from cbir.faces.calibration import labeled_pair_scores, threshold_for_far
-from cbir.faces.encoders import l2_normalise
-from cbir.faces.models import hog_detector, landmark_model, recognition_model
+from cbir.faces.encoders import DlibResNetEncoder, l2_normalise, make_face_encoder
+from cbir.faces.fusion import DEFAULT_WEIGHTS
+from cbir.faces.mobilefacenet import MobileFaceNetEncoder
 from cbir.faces.people import People, best_matches
 from cbir.progress import console, progress_bar
 
 ROOT = Path(__file__).resolve().parents[2]
 FAR = 1e-3
+VIEWS = TTA_VIEWS["flip"]  # view 0: the aligned face; view 1: its mirror image
+# the weight of dlib's descriptor in the fused similarity, w * dlib + (1 - w) * MobileFaceNet
+WEIGHT_GRID = tuple(round(0.05 * i, 2) for i in range(21))
+DESCRIBE_VERSION = 1  # bump when describe_hog or describe_yunet change: cached descriptors of another version are recomputed
 
 
 # per-image work, run in worker processes ---------------------------------------------------------
-_analyzer: FaceAnalyzer | None = None
-_yunet: FaceAnalyzer | None = None
-_baseline = True
+_dlib: DlibResNetEncoder | None = None
+_mfn: MobileFaceNetEncoder | None = None
 REUSED: list[str] = []  # descriptors read from --cache, for the header
 
 
-def _start_worker(views: str, yunet_model: str | None, baseline: bool) -> None:
-    global _analyzer, _yunet, _baseline
-    _baseline = baseline
-    _analyzer = FaceAnalyzer(FaceSpec(tta=views))
-    _yunet = FaceAnalyzer(FaceSpec(detector="yunet", detector_model=yunet_model, tta="none")) if yunet_model else None
+def _start_worker() -> None:
+    global _dlib, _mfn
+    _dlib, _mfn = DlibResNetEncoder(), MobileFaceNetEncoder()
 
 
-def plain_dlib_descriptor(pixels: np.ndarray) -> np.ndarray | None:
-    """The baseline: dlib as in its examples (first HOG face, upsampled once; raw 128-d descriptor)."""
-    rects = hog_detector()(pixels, 1)
-    if not rects:
-        return None
-    shape = landmark_model()(pixels, rects[0])
-    return np.asarray(recognition_model().compute_face_descriptor(pixels, shape), dtype=np.float32)
+def describe_hog(path: str) -> dict:
+    """Both views of dlib's and MobileFaceNet's descriptors (MobileFaceNet aligned from dlib's 68 points) of the face
+    the face photo rule finds with dlib's HOG detector (the face covering the centre, dlib's CNN detector when HOG
+    finds none, then the centre of the photo)."""
+    analyzer = _analyzer("hog")
+    pixels = analyzer.pixels(path)
+    found = analyzer.locate_main_face(pixels, face_crop=True)
+    faces = analyzer.face_landmarks(pixels, [found])
+    return {
+        "hog_detector": found.detector,
+        "dlib": _dlib.view_descriptors(pixels, faces, VIEWS)[0],
+        "mfn": _mfn.view_descriptors(pixels, faces, VIEWS)[0],
+    }
 
 
-def describe_image(path: str) -> dict:
-    """Every descriptor the LFW and ORL variants need for one image."""
-    pixels = _analyzer.pixels(path)
-    result = {"baseline": plain_dlib_descriptor(pixels) if _baseline else None}
-    crop = _analyzer.locate_main_face(pixels, face_crop=True)
-    largest = _analyzer.locate_main_face(pixels, face_crop=False)
-    result["crop_views"] = _analyzer.view_vectors(pixels, [crop.box])[1][0]
-    result["crop_detector"] = crop.detector
-    result["largest_views"] = None
-    if largest is not None:
-        same_box = largest.box == crop.box
-        result["largest_views"] = result["crop_views"] if same_box else _analyzer.view_vectors(pixels, [largest.box])[1][0]
-    if _yunet is not None:
-        found = _yunet.main_face(pixels, face_crop=True)
-        result["yunet"], result["yunet_detector"] = found.vector, found.detector
-    return result
+def describe_yunet(path: str) -> dict:
+    """Both views of MobileFaceNet's descriptor of the face the face photo rule finds with YuNet, aligned from
+    YuNet's own points."""
+    analyzer = _analyzer("yunet")
+    pixels = analyzer.pixels(path)
+    found = analyzer.locate_main_face(pixels, face_crop=True)
+    return {"yunet_detector": found.detector, "yunet_mfn": _mfn.view_descriptors(pixels, analyzer.face_landmarks(pixels, [found]), VIEWS)[0]}
 
 
-def describe_all(
-    paths: list[Path], workers: int, views: str, yunet_model: str | None, baseline: bool, label: str, cache: Path | None
-) -> tuple[dict[Path, dict], float]:
-    """(``describe_image`` of every path with the test-time views ``views``, computed in worker processes,
-    and the seconds it took); with ``cache`` (a folder) stored there and reused by a later run over the
-    same images (delete the folder after changing ``cbir.faces``)."""
-    key = (label, [str(p) for p in paths], [tuple(vars(v).values()) for v in TTA_VIEWS[views]], yunet_model, baseline)
-    file = cache / f"{label.split()[0].lower()}.pkl" if cache is not None else None
-    if file is not None and file.is_file():
-        stored = pickle.loads(file.read_bytes())
-        if stored["key"] == key:
-            console.print(f"{label}: descriptors read from {file}")
-            REUSED.append(f"{label} ({stored['seconds']:.0f} s when computed)")
-            return stored["described"], stored["seconds"]
-    started = time.perf_counter()
-    context = multiprocessing.get_context("fork")
-    described: dict[Path, dict] = {}
-    with concurrent.futures.ProcessPoolExecutor(workers, context, _start_worker, (views, yunet_model, baseline)) as pool:
-        with progress_bar(label) as update:
-            for path, result in zip(paths, pool.map(describe_image, [str(p) for p in paths], chunksize=8)):
-                described[path] = result
-                update(len(described), len(paths))
-    seconds = time.perf_counter() - started
-    if file is not None:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        file.write_bytes(pickle.dumps({"key": key, "described": described, "seconds": seconds}))
+_ANALYZERS: dict[str, FaceAnalyzer] = {}
+YUNET_MODEL: str | None = None  # set by main (the worker processes are forked after)
+
+
+def _analyzer(detector: str) -> FaceAnalyzer:
+    if detector not in _ANALYZERS:
+        spec = FaceSpec(detector=detector, detector_model=YUNET_MODEL if detector == "yunet" else None)
+        _ANALYZERS[detector] = FaceAnalyzer(spec, encoder=_dlib)
+    return _ANALYZERS[detector]
+
+
+def describe_all(paths: list[Path], workers: int, yunet_model: str | None, label: str, cache: Path | None) -> tuple[dict[Path, dict], float]:
+    """(the descriptors of every path, each a dict of ``describe_hog`` and, with ``yunet_model``, ``describe_yunet``;
+    the seconds they took), computed in worker processes; with ``cache`` (a folder) kept there as they come, so
+    that an interrupted or later run over the same images computes only what is missing."""
+    global YUNET_MODEL
+    YUNET_MODEL = yunet_model
+    described: dict[Path, dict] = {p: {} for p in paths}
+    seconds = 0.0
+    for function in [describe_hog] + ([describe_yunet] if yunet_model else []):
+        part, taken = _describe_part(function, paths, workers, label, cache)
+        for path in paths:
+            described[path].update(part[path])
+        seconds += taken
     return described, seconds
 
 
-def view_sets(computed: str) -> list[str]:
-    """The test-time view sets whose views are all among the views ``computed``."""
-    return [name for name, views in TTA_VIEWS.items() if set(views) <= set(TTA_VIEWS[computed])]
+def _describe_part(function, paths: list[Path], workers: int, label: str, cache: Path | None) -> tuple[dict[Path, dict], float]:
+    name = function.__name__.split("_")[1]
+    key = (DESCRIBE_VERSION, name)
+    file = cache / f"{label.split()[0].lower()}-{name}-v{DESCRIBE_VERSION}.pkl" if cache is not None else None
+    stored = pickle.loads(file.read_bytes()) if file is not None and file.is_file() else {}
+    described: dict[Path, dict] = stored.get("described", {}) if stored.get("key") == key else {}
+    seconds = stored.get("seconds", 0.0) if described else 0.0
+    todo = [p for p in paths if p not in described]
+    if len(todo) < len(paths):
+        console.print(f"{label} ({name}): {len(paths) - len(todo)} of {len(paths)} images' descriptors read from {file}")
+        REUSED.append(f"{label}, {name} ({len(paths) - len(todo)} of {len(paths)} images)")
+    if todo:
+        started = time.perf_counter()
+        context = multiprocessing.get_context("fork")
+        with concurrent.futures.ProcessPoolExecutor(workers, context, _start_worker) as pool:
+            with progress_bar(f"{label} ({name})") as update:
+                for done, (path, result) in enumerate(zip(todo, pool.map(function, [str(p) for p in todo], chunksize=4)), start=1):
+                    described[path] = result
+                    update(done, len(todo))
+                    if file is not None and (done % 50 == 0 or done == len(todo)):
+                        _save(file, key, described, seconds + time.perf_counter() - started)
+        seconds += time.perf_counter() - started
+    return {p: described[p] for p in paths}, seconds
 
 
-def mean_of_views(vectors: np.ndarray | None, view_set: str, computed: str) -> np.ndarray | None:
-    """The descriptor of test-time views ``view_set`` from the ``vectors`` of the views ``computed``."""
-    if vectors is None:
-        return None
-    rows = [TTA_VIEWS[computed].index(view) for view in TTA_VIEWS[view_set]]
-    return l2_normalise(vectors[rows].mean(axis=0, keepdims=True))[0]
-
-
-# LFW --------------------------------------------------------------------------------------------
-@dataclass
-class Variant:
-    name: str
-    vectors: dict[Path, np.ndarray | None]
-    metric: str = "cosine"
-
-
-def pair_scores(pairs, vectors: dict, metric: str) -> np.ndarray:
-    scores = np.full(len(pairs), np.nan)
-    for position, pair in enumerate(pairs):
-        first, second = vectors[pair.first], vectors[pair.second]
-        if first is None or second is None:
-            continue
-        if metric == "euclidean":
-            scores[position] = -float(np.linalg.norm(first - second))
-        else:
-            scores[position] = float(first @ second / (np.linalg.norm(first) * np.linalg.norm(second)))
-    return scores
-
-
-def rule_name(tta: str) -> str:
-    """The row name of the face photo rule with test-time views ``tta``, marking the library's default."""
-    name = {"none": "single view", "flip": "flip", "jitter": "jitter (8 views)"}[tta]
-    return f"face photo rule + {name}" + (" (default)" if tta == DEFAULT_TTA else "")
+def _save(file: Path, key: tuple, described: dict, seconds: float) -> None:
+    file.parent.mkdir(parents=True, exist_ok=True)
+    partial = file.with_suffix(".tmp")
+    partial.write_bytes(pickle.dumps({"key": key, "described": described, "seconds": seconds}))
+    partial.replace(file)
 
 
 def lfw_pairs(data: Path, quick: bool) -> tuple[list, list[Path]]:
@@ -161,136 +150,192 @@ def lfw_pairs(data: Path, quick: bool) -> tuple[list, list[Path]]:
     return pairs, sorted({p.first for p in pairs} | {p.second for p in pairs})
 
 
-def lfw_section(
-    data: Path, workers: int, views: str, yunet_model: str | None, quick: bool, cache: Path | None
-) -> tuple[list[str], dict]:
+def orl_paths(data: Path) -> list[Path]:
+    folder = data / "orl_faces" / "orl_faces"
+    return sorted(folder.glob("s*/*.pgm"), key=lambda p: (int(p.parent.name[1:]), int(p.stem)))
+
+
+def view_mean(views: np.ndarray, count: int) -> np.ndarray:
+    """The descriptor of the first ``count`` views (1: the face as is, 2: with its mirror image)."""
+    return l2_normalise(views[:count].mean(axis=0, keepdims=True))[0]
+
+
+def similarities(pairs, described: dict[Path, dict], key: str, count: int) -> np.ndarray:
+    """Cosine similarity of each pair's descriptors ``key`` averaged over ``count`` views."""
+    vectors = {path: view_mean(entry[key], count) for path, entry in described.items()}
+    return np.array([float(vectors[pair.first] @ vectors[pair.second]) for pair in pairs])
+
+
+# the fold protocol ---------------------------------------------------------------------------------
+def inner_score(scores: np.ndarray, same: np.ndarray, folds: np.ndarray, train: np.ndarray) -> tuple[float, float]:
+    """(accuracy with each training fold's threshold chosen on the other training folds, ROC AUC) on ``train`` only."""
+    report = verification_report(scores[train], same[train], folds[train], far=FAR)
+    return report["accuracy"], report["roc_auc"]
+
+
+def nested_protocol(candidates: dict[str, np.ndarray], same: np.ndarray, folds: np.ndarray) -> dict:
+    """Each fold scored with the candidate (and threshold) chosen on the other folds only: the candidate with the
+    best accuracy there (each of those folds' threshold chosen on the remaining ones), ties broken by ROC AUC."""
+    chosen, accuracies = [], []
+    for fold in np.unique(folds):
+        train, test = folds != fold, folds == fold
+        name = max(candidates, key=lambda n: inner_score(candidates[n], same, folds, train))
+        threshold = best_threshold(candidates[name][train], same[train])
+        accuracies.append(100 * float(np.mean((candidates[name][test] >= threshold) == same[test])))
+        chosen.append(name)
+    everywhere = max(candidates, key=lambda n: inner_score(candidates[n], same, folds, np.ones_like(same)))
+    return {"chosen": chosen, "accuracies": accuracies, "all_folds": everywhere}
+
+
+def fused_candidates(dlib: dict[int, np.ndarray], mfn: dict[int, np.ndarray]) -> dict[str, np.ndarray]:
+    """Fused similarities w * dlib + (1 - w) * MobileFaceNet for every weight of the grid and view count."""
+    return {
+        f"w={w:.2f}, {'flip' if count == 2 else 'single view'}": w * dlib[count] + (1 - w) * mfn[count]
+        for count in sorted(dlib) for w in WEIGHT_GRID
+    }
+
+
+# LFW --------------------------------------------------------------------------------------------
+@dataclass
+class Row:
+    name: str
+    scores: np.ndarray
+
+
+def lfw_section(data: Path, workers: int, yunet_model: str | None, quick: bool, cache: Path | None) -> tuple[list[str], dict]:
     pairs, paths = lfw_pairs(data, quick)
-    described, seconds = describe_all(paths, workers, views, yunet_model, True, "LFW images" + (" (quick)" if quick else ""), cache)
-    crop = {p: d["crop_views"] for p, d in described.items()}
-    variants = [
-        Variant("plain dlib (baseline): HOG, first face, Euclidean distance", {p: d["baseline"] for p, d in described.items()}, "euclidean"),
-        Variant("plain dlib, cosine similarity", {p: d["baseline"] for p, d in described.items()}),
-        Variant("largest face, normalised, single view", {p: mean_of_views(d["largest_views"], "none", views) for p, d in described.items()}),
-    ] + [Variant(rule_name(tta), {p: mean_of_views(v, tta, views) for p, v in crop.items()}) for tta in view_sets(views)]
-    if yunet_model:
-        variants.append(Variant("YuNet detector + face photo rule + single view", {p: d["yunet"] for p, d in described.items()}))
+    described, seconds = describe_all(paths, workers, yunet_model, "LFW images" + (" (quick)" if quick else ""), cache)
     same = np.array([p.same for p in pairs])
     folds = np.array([p.fold for p in pairs])
-    reports = {v.name: verification_report(pair_scores(pairs, v.vectors, v.metric), same, folds, far=FAR) for v in variants}
-    baseline_error = 100 - reports[variants[0].name]["accuracy"]
+    dlib = {count: similarities(pairs, described, "dlib", count) for count in (1, 2)}
+    mfn = {count: similarities(pairs, described, "mfn", count) for count in (1, 2)}
+    w = DEFAULT_WEIGHTS[0] / sum(DEFAULT_WEIGHTS)
+    rows = [
+        Row("dlib ResNet, flip (baseline: the previous default)", dlib[2]),
+        Row("dlib ResNet, single view", dlib[1]),
+        Row("MobileFaceNet, single view", mfn[1]),
+        Row("MobileFaceNet, flip", mfn[2]),
+        Row(f"fused (w = {w:.2f}), single view", w * dlib[1] + (1 - w) * mfn[1]),
+        Row(f"fused (w = {w:.2f}), flip", w * dlib[2] + (1 - w) * mfn[2]),
+    ]
+    if yunet_model:
+        yunet_mfn = {count: similarities(pairs, described, "yunet_mfn", count) for count in (1, 2)}
+        rows += [
+            Row("YuNet: MobileFaceNet (YuNet's points), single view", yunet_mfn[1]),
+            Row("YuNet: MobileFaceNet (YuNet's points), flip", yunet_mfn[2]),
+        ]
+    reports = {row.name: verification_report(row.scores, same, folds, far=FAR) for row in rows}
+    baseline_error = 100 - reports[rows[0].name]["accuracy"]
     lines = [
         f"{len(pairs)} pairs ({int(same.sum())} same, {int((~same).sum())} different) in {len(set(folds))} folds, "
-        f"{len(paths)} images; threshold of each fold chosen on the other folds. Face photo rule: the face covering the centre, "
-        "dlib's CNN detector when HOG finds none, then the centre of the photo. Error ratio = baseline error / variant error.",
+        f"{len(paths)} images; the threshold of each fold is chosen on the other folds. Every row uses the face photo rule "
+        "(the face covering the centre, dlib's CNN detector when the detector finds none, then the centre of the photo); "
+        "rows without \"YuNet\" use dlib's HOG detector. dlib's descriptor is aligned from dlib's 5 points, "
+        "MobileFaceNet's from the five standard points (dlib's 68-point shape unless the row says otherwise). "
+        "Fused: similarity w * dlib + (1 - w) * MobileFaceNet. Error ratio = baseline error / row error.",
         "",
-        f"| variant | accuracy % (± std over folds) | ROC AUC % | TAR@FAR={FAR:g} % | pairs without a face | error ratio |",
+        f"| variant | accuracy % (± std over folds) | ROC AUC % | TAR@FAR={FAR:g} % | wrong pairs | error ratio |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
-    for variant in variants:
-        r = reports[variant.name]
+    for row in rows:
+        r = reports[row.name]
         error = 100 - r["accuracy"]
         ratio = f"{baseline_error / error:.2f}x" if error > 0 else "-"
         lines.append(
-            f"| {variant.name} | {r['accuracy']:.2f} ± {r['accuracy_std']:.2f} | {r['roc_auc']:.3f} | "
-            f"{r[f'TAR@FAR={FAR:g}']:.2f} | {r['pairs_without_embedding']} | {ratio} |"
+            f"| {row.name} | {r['accuracy']:.2f} ± {r['accuracy_std']:.2f} | {r['roc_auc']:.3f} | "
+            f"{r[f'TAR@FAR={FAR:g}']:.2f} | {round(len(pairs) * error / 100)} | {ratio} |"
         )
-    detectors = Counter(d["crop_detector"] for d in described.values())
-    no_face = sum(d["baseline"] is None for d in described.values())
+    detectors = Counter(d["hog_detector"] for d in described.values())
+    lines += ["", f"Which detector gave the face: HOG rule {dict(detectors)}"]
+    if yunet_model:
+        lines[-1] += f"; YuNet rule {dict(Counter(d['yunet_detector'] for d in described.values()))}"
+    lines[-1] += f". Descriptors of all rows for the {len(paths)} images: {seconds:.0f} s of wall-clock time (see Speed for the cost per face)."
+
+    protocol = nested_protocol(fused_candidates(dlib, mfn), same, folds)
+    nested = np.array(protocol["accuracies"])
+    chosen_default = f"w={w:.2f}, {'flip' if DEFAULT_TTA == 'flip' else 'single view'}"
     lines += [
         "",
-        f"Face photo rule, which detector gave the face: {dict(detectors)}; the baseline found no face in {no_face} images. "
-        f"Descriptors of all variants for the {len(paths)} images took {seconds:.0f} s with {workers} worker processes.",
-    ]
-    if "jitter" not in view_sets(views):
-        lines.append("Jitter (8 views) was not measured on LFW in this run (`--lean`; see ORL).")
-    if not yunet_model:
-        lines.append("The YuNet detector was not measured on LFW in this run (`--lean` or `--no-yunet`; see Timing).")
-    if yunet_model:
-        lines.append(f"YuNet run, which detector gave the face: {dict(Counter(d['yunet_detector'] for d in described.values()))}.")
-    default = rule_name(DEFAULT_TTA)
-    default_scores = pair_scores(pairs, next(v for v in variants if v.name == default).vectors, "cosine")
-    return lines, {"scores": default_scores, "same": same, "described": described, "reports": reports, "default": default}
-
-
-def dense_section(data: Path, workers: int, quick: bool, cache: Path | None) -> list[str]:
-    """LFW with the 32 seeded random views of ``jitter32`` (dlib's ``jitter_image`` recipe): accuracy when the
-    descriptor averages the first 2, 4, ... 32 of them."""
-    pairs, paths = lfw_pairs(data, quick)
-    described, seconds = describe_all(paths, workers, "jitter32", None, False, "LFW-dense images" + (" (quick)" if quick else ""), cache)
-    same = np.array([p.same for p in pairs])
-    folds = np.array([p.fold for p in pairs])
-    lines = [
-        "The face photo rule with `--tta jitter32`: 32 views drawn once from a fixed seed as dlib's `jitter_image` draws "
-        "them (turned up to 3 degrees, zoomed out up to 3 %, moved up to 2 %, every second one mirrored); the "
-        "descriptor is the mean of the first n. Same pairs and folds as above.",
+        "### Choosing the fusion weight (the fold protocol)",
         "",
-        f"| views averaged | accuracy % (± std over folds) | ROC AUC % | TAR@FAR={FAR:g} % | wrong pairs |",
-        "| --- | --- | --- | --- | --- |",
+        f"Candidates: the weight w of dlib's similarity in {WEIGHT_GRID[0]:.2f}, {WEIGHT_GRID[1]:.2f}, ... {WEIGHT_GRID[-1]:.2f} "
+        f"(w = 1: dlib alone, w = 0: MobileFaceNet alone), each with a single view or flip: {len(WEIGHT_GRID) * 2} candidates. "
+        "For each fold, the candidate is chosen on the two other folds alone (its accuracy there, each of them scored with "
+        "the threshold chosen on the other one; ties broken by ROC AUC), and the fold is scored with that candidate and the "
+        "threshold chosen on the two other folds.",
+        "",
+        "| tested fold | candidate chosen on the other folds | accuracy % on the tested fold |",
+        "| --- | --- | --- |",
     ]
-    for count in (2, 4, 8, 16, 32):
-        vectors = {p: l2_normalise(d["crop_views"][:count].mean(axis=0, keepdims=True))[0] for p, d in described.items()}
-        r = verification_report(pair_scores(pairs, vectors, "cosine"), same, folds, far=FAR)
-        wrong = round(len(pairs) * (100 - r["accuracy"]) / 100)
-        lines.append(f"| {count} | {r['accuracy']:.2f} ± {r['accuracy_std']:.2f} | {r['roc_auc']:.3f} | {r[f'TAR@FAR={FAR:g}']:.2f} | {wrong} |")
-    lines += ["", f"The 32 views of the {len(paths)} images took {seconds:.0f} s with {workers} worker processes "
-              f"({1000 * seconds * workers / (len(paths) * 32):.0f} ms of one core per view, detection included)."]
-    return lines
+    for fold, (name, accuracy) in enumerate(zip(protocol["chosen"], protocol["accuracies"]), start=1):
+        lines.append(f"| {fold} | {name} | {accuracy:.2f} |")
+    lines += [
+        "",
+        f"Accuracy of the protocol: **{nested.mean():.2f} ± {nested.std():.2f} %**. Chosen on all three folds together: "
+        f"{protocol['all_folds']}; the library's default fused encoder: {chosen_default}.",
+    ]
+    by_weight = []
+    for name, scores in fused_candidates(dlib, mfn).items():
+        if name.endswith(DEFAULT_TTA if DEFAULT_TTA == "flip" else "single view"):
+            by_weight.append(f"{name.split(',')[0][2:]}: {verification_report(scores, same, folds, far=FAR)['accuracy']:.2f}")
+    lines += ["", "For reference only (these use every fold), accuracy by weight with flip: " + ", ".join(by_weight) + "."]
+    default_name = rows[5].name if DEFAULT_FACE_ENCODER == "fusion" else rows[0].name
+    return lines, {
+        "scores": {row.name: row.scores for row in rows}, "same": same, "reports": reports, "default": default_name,
+        "fused": rows[5].name,
+    }
 
 
 # ORL --------------------------------------------------------------------------------------------
-def orl_section(data: Path, workers: int, cache: Path | None, views: str = "jitter") -> tuple[list[str], dict]:
-    folder = data / "orl_faces" / "orl_faces"
-    paths = sorted(folder.glob("s*/*.pgm"), key=lambda p: (int(p.parent.name[1:]), int(p.stem)))
+def orl_section(data: Path, workers: int, yunet_model: str | None, cache: Path | None) -> tuple[list[str], dict]:
+    paths = orl_paths(data)
     labels = [p.parent.name for p in paths]
-    described, _ = describe_all(paths, workers, views, None, False, "ORL images", cache)
+    described, _ = describe_all(paths, workers, yunet_model, "ORL images", cache)
     enrolled = np.array([int(p.stem) <= 5 for p in paths])
+    w = DEFAULT_WEIGHTS[0] / sum(DEFAULT_WEIGHTS)
+
+    def fused(first: str, second: str, count: int) -> dict[Path, np.ndarray]:
+        return {p: np.concatenate([np.sqrt(w) * view_mean(d[first], count), np.sqrt(1 - w) * view_mean(d[second], count)]) for p, d in described.items()}
+
+    variants = {
+        "dlib ResNet, flip (baseline)": {p: view_mean(d["dlib"], 2) for p, d in described.items()},
+        "MobileFaceNet, flip": {p: view_mean(d["mfn"], 2) for p, d in described.items()},
+        f"fused (w = {w:.2f}), flip": fused("dlib", "mfn", 2),
+    }
+    if yunet_model:
+        variants["YuNet: MobileFaceNet (YuNet's points), flip"] = {p: view_mean(d["yunet_mfn"], 2) for p, d in described.items()}
     lines = [
         f"{len(set(labels))} people x 10 greyscale 92 x 112 photos; images 1-5 of each person enrolled, 6-10 queried "
-        f"({int((~enrolled).sum())} queries); the nearest enrolled face names the query.",
+        f"({int((~enrolled).sum())} queries); the nearest enrolled face names the query. Face photo rule as above.",
         "",
-        "| variant | rank-1 % | queries without a face |",
-        "| --- | --- | --- |",
+        "| variant | rank-1 % |",
+        "| --- | --- |",
     ]
     results = {}
-    general = {p: d["largest_views"] for p, d in described.items()}
-    crop = {p: d["crop_views"] for p, d in described.items()}
-    for name, source, view_set in [("largest face, HOG upsampled once, single view", general, "none")] + [
-        (rule_name(tta), crop, tta) for tta in view_sets(views)
-    ]:
-        vectors = [mean_of_views(source[p], view_set, views) for p in paths]
-        gallery = np.stack([v for v, e in zip(vectors, enrolled) if e and v is not None])
-        gallery_labels = [lab for lab, v, e in zip(labels, vectors, enrolled) if e and v is not None]
-        queries = [(v, lab) for v, lab, e in zip(vectors, labels, enrolled) if not e]
-        found = [q for q in queries if q[0] is not None]
-        names, _ = best_matches(np.stack([v for v, _ in found]), gallery, gallery_labels)
-        correct = sum(n == lab for n, (_, lab) in zip(names, found))
-        results[name] = 100 * correct / len(queries)
-        lines.append(f"| {name} | {results[name]:.1f} | {len(queries) - len(found)} |")
-    detectors = Counter(d["crop_detector"] for d in described.values())
-    hog2 = sum(bool(hog_detector()(np.asarray(Image.open(p).convert("RGB")), 2)) for p in paths)
+    for name, vectors in variants.items():
+        gallery = np.stack([vectors[p] for p, e in zip(paths, enrolled) if e])
+        names, _ = best_matches(np.stack([vectors[p] for p, e in zip(paths, enrolled) if not e]), gallery, [lab for lab, e in zip(labels, enrolled) if e])
+        results[name] = 100 * float(np.mean(np.asarray(names) == np.asarray([lab for lab, e in zip(labels, enrolled) if not e])))
+        lines.append(f"| {name} | {results[name]:.1f} |")
     lines += [
         "",
-        f"Small greyscale faces: dlib's HOG detector, which needs faces of 80 px, finds a face in "
-        f"{sum(d['largest_views'] is not None for d in described.values())} of {len(paths)} photos when upsampled once and in {hog2} when "
-        f"upsampled twice; the face photo rule takes the rest from dlib's CNN detector (upsampled once on photos up to "
-        f"400 px) and would fall back to the centre of the photo: {dict(detectors)}.",
+        f"Small greyscale faces, which detector gave the face (the rule falls back to dlib's CNN detector, then the centre): "
+        f"HOG rule {dict(Counter(d['hog_detector'] for d in described.values()))}"
+        + (f"; YuNet rule {dict(Counter(d['yunet_detector'] for d in described.values()))}" if yunet_model else "")
+        + f", of {len(paths)} photos.",
     ]
-    vectors = np.stack([mean_of_views(described[p]["crop_views"], DEFAULT_TTA, views) for p in paths])
-    return lines, {"vectors": vectors, "labels": labels, "rank1": results}
-
-
+    default = variants[f"fused (w = {w:.2f}), flip"] if DEFAULT_FACE_ENCODER == "fusion" else variants["dlib ResNet, flip (baseline)"]
+    return lines, {"vectors": np.stack([default[p] for p in paths]), "labels": labels, "rank1": results}
 # a head trained on face descriptors ---------------------------------------------------------------
 def retrieval_scores(vectors: np.ndarray, labels: list[str]) -> tuple[float, float]:
     """(rank-1 % with images 1-5 enrolled and 6-10 queried, leave-one-out mAP %)."""
     labels_arr = np.asarray(labels)
     similarities = vectors @ vectors.T
     np.fill_diagonal(similarities, -np.inf)
-    average_precisions = []
-    for row in range(len(vectors)):
-        order = np.argsort(-similarities[row])[:-1]
-        relevant = labels_arr[order] == labels_arr[row]
-        hits = np.cumsum(relevant)
-        average_precisions.append(np.sum(hits[relevant] / (np.flatnonzero(relevant) + 1)) / relevant.sum())
+    ranking = np.argsort(-similarities, axis=1)
+    judgement = np.where(labels_arr[None, :] == labels_arr[:, None], metrics.POSITIVE, metrics.NEGATIVE)
+    np.fill_diagonal(judgement, metrics.JUNK)
+    average_precisions = metrics.average_precision(metrics.ranked_hits(ranking, judgement))
     per_person = len(vectors) // len(set(labels))
     enrolled = np.array([i % per_person < per_person // 2 for i in range(len(vectors))])
     names, _ = best_matches(vectors[~enrolled], vectors[enrolled], list(labels_arr[enrolled]))
@@ -335,7 +380,7 @@ def train_head(vectors: np.ndarray, labels: list[str], loss_name: str, seed: int
 def head_lines(orl: dict, seeds: int = 3) -> list[str]:
     vectors, labels = orl["vectors"], np.asarray(orl["labels"])
     people = sorted(set(labels), key=lambda name: int(name[1:]))
-    plain = f"off the shelf ({DEFAULT_TTA})"
+    plain = f"off the shelf ({DEFAULT_FACE_ENCODER}, {DEFAULT_TTA})"
     rows = {plain: [], "contrastive head": [], "triplet head": []}
     for seed in range(seeds):
         order = np.random.default_rng(seed).permutation(people)
@@ -348,7 +393,7 @@ def head_lines(orl: dict, seeds: int = 3) -> list[str]:
             head = train_head(vectors[train_rows], list(labels[train_rows]), loss_name, seed)
             rows[f"{loss_name} head"].append(retrieval_scores(head(vectors[test_rows]), list(labels[test_rows])))
     lines = [
-        f"A linear 128 -> 128 head, started at the identity, trained for 40 epochs (Adam 1e-3, m-per-class batches of "
+        f"A linear {vectors.shape[1]} -> {vectors.shape[1]} head on the default descriptor, started at the identity, trained for 40 epochs (Adam 1e-3, m-per-class batches of "
         f"10 people x 4) on the descriptors of half the ORL people and evaluated on the other half; mean of {seeds} random splits. "
         "The head is trained here with pytorch-metric-learning directly.",
         "",
@@ -390,45 +435,80 @@ def threshold_lines(lfw: dict, orl: dict) -> list[str]:
     return lines
 
 
-# timing -----------------------------------------------------------------------------------------
-def timing_lines(data: Path, workers: int, photos: int = 20, indexed: int = 100) -> list[str]:
-    sample = sorted((data / "lfw_dev" / "lfw-deepfunneled").glob("*/*.jpg"))[:photos]
+# thresholds -------------------------------------------------------------------------------------
+def threshold_lines(lfw: dict, orl: dict) -> list[str]:
+    lfw_scores, lfw_same = lfw["scores"][lfw["default"]], lfw["same"]
+    orl_scores, orl_same = labeled_pair_scores(orl["vectors"], orl["labels"])
     lines = [
-        f"Seconds per 250 x 250 LFW photo (one face), one process, mean of {photos} photos "
-        f"(wall-clock time on the machine above, shared with other jobs while this ran):",
+        f"Similarity thresholds of the default encoder ({lfw['default']}) chosen for a target false-accept rate on one set "
+        "and measured on both: a threshold is only as good as the data it was calibrated on.",
         "",
-        "| step | s/photo |",
+        "| calibrated on | target FAR | threshold | LFW FAR / TAR % | ORL FAR / TAR % |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, scores, same in (("LFW dev pairs", lfw_scores, lfw_same), ("ORL all pairs", orl_scores, orl_same)):
+        for far in (1e-2, 1e-3):
+            threshold, _, _ = threshold_for_far(scores, same, far)
+            measured = []
+            for other_scores, other_same in ((lfw_scores, lfw_same), (orl_scores, orl_same)):
+                accepted = other_scores >= threshold
+                measured.append(f"{100 * accepted[~other_same].mean():.2f} / {100 * accepted[other_same].mean():.2f}")
+            lines.append(f"| {name} | {far:g} | {threshold:.4f} | {measured[0]} | {measured[1]} |")
+    lines += [
+        "",
+        f"LFW dev has {int((~lfw_same).sum())} different-person pairs, so a FAR of 1e-3 there means \"accepts none of them\". "
+        "Best-accuracy thresholds of the three folds (each chosen on the other two), per encoder with flip, and the default "
+        "threshold of an uncalibrated collection:",
+        "",
+        "| encoder | fold thresholds | default threshold |",
+        "| --- | --- | --- |",
+    ]
+    for name, encoder in (("dlib ResNet, flip (baseline: the previous default)", "dlib_resnet_v1"), ("MobileFaceNet, flip", "mobilefacenet"), (lfw["fused"], "fusion")):
+        folds = ", ".join(f"{t:.4f}" for t in lfw["reports"][name]["thresholds"])
+        lines.append(f"| {encoder} | {folds} | {make_face_encoder(encoder).default_threshold:.4f} |")
+    return lines
+
+
+# timing -----------------------------------------------------------------------------------------
+def timing_lines(data: Path, workers: int, yunet_model: str | None, photos: int = 10, indexed: int = 30) -> list[str]:
+    sample = sorted((data / "lfw_dev" / "lfw-deepfunneled").glob("*/*.jpg"))[:photos]
+    pixels = [FaceAnalyzer.pixels(p) for p in sample]
+    lines = [
+        f"One process, {photos} LFW photos of 250 x 250 (one face each), wall-clock time on the machine above "
+        f"(load average {os.getloadavg()[0]:.1f} when this section started). Detection alone:",
+        "",
+        "| detector | s/photo |",
         "| --- | --- |",
     ]
-    pixels = [FaceAnalyzer.pixels(p) for p in sample]
-    timings = {}
-    for name, spec in (
-        ("HOG detection (upsampled once)", FaceSpec()),
-        ("CNN (MMOD) detection (upsampled once)", FaceSpec(detector="cnn")),
-    ):
-        analyzer = FaceAnalyzer(spec)
-        analyzer.detect(pixels[0])  # loads the model
+    detectors = [("HOG (upsampled once)", FaceSpec()), ("CNN (MMOD, upsampled once)", FaceSpec(detector="cnn"))]
+    if yunet_model:
+        detectors.append(("YuNet", FaceSpec(detector="yunet", detector_model=yunet_model)))
+    for name, spec in detectors:
+        analyzer = FaceAnalyzer(spec, encoder=DlibResNetEncoder())
+        subset = pixels[:5] if spec.detector == "cnn" else pixels
+        analyzer.detect(subset[0])  # loads the model
         started = time.perf_counter()
-        for image in pixels:
+        for image in subset:
             analyzer.detect(image)
-        timings[name] = (time.perf_counter() - started) / len(pixels)
-    yunet = data / "weights" / "yunet_face_detector"
-    if yunet.is_dir():
-        analyzer = FaceAnalyzer(FaceSpec(detector="yunet", detector_model=str(yunet)))
-        analyzer.detect(pixels[0])
-        started = time.perf_counter()
-        for image in pixels:
-            analyzer.detect(image)
-        timings["YuNet detection"] = (time.perf_counter() - started) / len(pixels)
-    for tta in ("none", "flip", "jitter"):
-        analyzer = FaceAnalyzer(FaceSpec(tta=tta))
-        analyzer.scan(pixels[0])
-        started = time.perf_counter()
-        for image in pixels:
-            analyzer.scan(image)
-        timings[f"whole scan (HOG, landmarks, {len(TTA_VIEWS[tta])} view(s))"] = (time.perf_counter() - started) / len(pixels)
-    for name, seconds in timings.items():
-        lines.append(f"| {name} | {seconds:.3f} |")
+        lines.append(f"| {name} | {(time.perf_counter() - started) / len(subset):.3f} |")
+    lines += [
+        "",
+        "A whole scan (detection, landmarks, alignment, descriptor of both flip views), faces per second and the ratio "
+        "to the baseline (dlib ResNet with HOG):",
+        "",
+        "| detector | encoder | faces/s | speed ratio |",
+        "| --- | --- | --- | --- |",
+    ]
+    baseline = None
+    for detector_name, spec in [("HOG", FaceSpec())] + ([("YuNet", FaceSpec(detector="yunet", detector_model=yunet_model))] if yunet_model else []):
+        for encoder in ("dlib_resnet_v1", "mobilefacenet", "fusion"):
+            analyzer = FaceAnalyzer(replace(spec, encoder=encoder, tta="flip"))
+            analyzer.scan(pixels[0])
+            started = time.perf_counter()
+            faces = sum(len(analyzer.scan(image).faces) for image in pixels)
+            rate = faces / (time.perf_counter() - started)
+            baseline = baseline or rate
+            lines.append(f"| {detector_name} | {encoder} | {rate:.1f} | {rate / baseline:.2f}x |")
     with tempfile.TemporaryDirectory() as folder:
         files = sorted((data / "lfw_dev" / "lfw-deepfunneled").glob("*/*.jpg"))[:indexed]
         with Collection.create(Path(folder) / "c") as store:
@@ -438,8 +518,8 @@ def timing_lines(data: Path, workers: int, photos: int = 20, indexed: int = 100)
             report = store.add(files, pipeline=pipeline, workers=workers)
     lines += [
         "",
-        f"Indexing {indexed} LFW photos into a collection (`cbir index --faces`, {workers} worker processes, {DEFAULT_TTA}): "
-        f"{indexed / report.seconds:.1f} photos/s, {pipeline.counts.describe()}.",
+        f"Indexing {indexed} LFW photos into a collection (`cbir index --faces`, the default encoder {DEFAULT_FACE_ENCODER}, "
+        f"{workers} worker processes, {DEFAULT_TTA}): {indexed / report.seconds:.1f} photos/s, {pipeline.counts.describe()}.",
     ]
     return lines
 
@@ -483,50 +563,44 @@ def group_lines(data: Path, out: Path) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--data", type=Path, default=default_data())
     parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
     parser.add_argument("--quick", action="store_true", help="200 pairs per fold (a check, not the published figures)")
-    parser.add_argument(
-        "--lean", action="store_true",
-        help="LFW with 2 views (none and flip rows) and without the YuNet row, a third of the work; jitter is then measured on ORL only",
-    )
-    parser.add_argument("--no-yunet", action="store_true", help="leave out the YuNet row of LFW (one more descriptor per image)")
+    parser.add_argument("--no-yunet", action="store_true", help="leave out the YuNet rows (half the descriptor work)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "faces.md")
     parser.add_argument("--cache", type=Path, help="folder keeping the LFW and ORL descriptors for a later run over the same images")
-    parser.add_argument("--dense", action="store_true", help="also LFW with 32 random views per face (jitter32: 16x the descriptor work of flip)")
     args = parser.parse_args()
     if not (args.data / "lfw_dev").is_dir() or not (args.data / "orl_faces").is_dir():
         sys.exit(f"{args.data} lacks lfw_dev/ or orl_faces/: give --data the benchmark data folder")
     yunet = args.data / "weights" / "yunet_face_detector"
-    yunet_model = str(yunet) if yunet.is_dir() else None
-    lfw_views = "flip" if args.lean else "jitter"
-    lfw_yunet = None if args.lean or args.no_yunet else yunet_model
-    started = time.perf_counter()
-    lfw_text, lfw = lfw_section(args.data, args.workers, lfw_views, lfw_yunet, args.quick, args.cache)
+    yunet_model = str(yunet) if yunet.is_dir() and not args.no_yunet else None
+    started, load = time.perf_counter(), os.getloadavg()
+    lfw_text, lfw = lfw_section(args.data, args.workers, yunet_model, args.quick, args.cache)
     console.print("\n".join(lfw_text))
-    orl_text, orl = orl_section(args.data, args.workers, args.cache)
+    orl_text, orl = orl_section(args.data, args.workers, yunet_model, args.cache)
     console.print("\n".join(orl_text))
-    sections = [("LFW verification (lfw_dev, deep-funneled, View 2 folds 1-3)", lfw_text)]
-    if args.dense:
-        sections.append(("LFW with many test-time views", dense_section(args.data, args.workers, args.quick, args.cache)))
-    sections += [
+    sections = [
+        ("LFW verification (lfw_dev, deep-funneled, View 2 folds 1-3)", lfw_text),
         ("ORL identification", orl_text),
         ("A head trained on face descriptors (ORL, 20 people / 20 people)", head_lines(orl)),
         ("Thresholds", threshold_lines(lfw, orl)),
-        ("Timing", timing_lines(args.data, args.workers)),
+        ("Speed", timing_lines(args.data, args.workers, yunet_model)),
         ("Group photo", group_lines(args.data, args.out.parent / "faces-group.png")),
     ]
     command = "PYTHONPATH=$PWD python bench/faces/run.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     header = [
         "# Faces benchmark",
         "",
-        f"Command: `{command.strip()}` ({time.perf_counter() - started:.0f} s). Machine: {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} cores, {platform.platform()}, Python {platform.python_version()}, dlib {_version('dlib')}, "
-        f"opencv {_version('cv2')}. Date: {time.strftime('%Y-%m-%d')}."
+        f"Command: `{command.strip()}` ({time.perf_counter() - started:.0f} s). "
+        f"Machine: {machine_summary(('dlib-bin', 'opencv-python-headless', 'onnxruntime'))}; load average "
+        f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1 / 5 / 15 min) at the start and {os.getloadavg()[0]:.1f} at the end. "
+        f"Date: {time.strftime('%Y-%m-%d')}."
         + (f" Descriptors read from the cache of an earlier run of this code: {', '.join(REUSED)}." if REUSED else ""),
         "",
-        "Faces: dlib's 5-point landmarks, 150 px chips with 25 % padding, dlib's ResNet descriptor "
-        "(face_recognition_models). Similarities are cosines of L2-normalised descriptors unless the row says otherwise.",
+        "Encoders: dlib's ResNet (`dlib_resnet_v1`: dlib's 5-point landmarks, 150 px chips with 25 % padding, "
+        "face_recognition_models), MobileFaceNet (`mobilefacenet`: the five standard points, 112 px similarity-aligned "
+        f"chips, the ONNX file shipped in `cbir/faces/weights/`), and their fusion (`fusion`, the default: weights "
+        f"{list(DEFAULT_WEIGHTS)} for dlib and MobileFaceNet). Similarities are cosines of L2-normalised descriptors.",
     ]
     text = header
     for title, lines in sections:
@@ -534,13 +608,6 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(text) + "\n")
     console.print(f"written {args.out}")
-
-
-def _version(module: str) -> str:
-    try:
-        return __import__(module).__version__
-    except (ImportError, AttributeError):
-        return "?"
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ import argparse
 import csv
 import json
 import os
-import platform
 import shlex
 import subprocess
 import sys
@@ -34,20 +33,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from bench.common import default_data, machine_summary
 from cbir.encoders.encoder import Encoder, EncoderSpec, load_encoder_file, read_encoder_file
+from cbir.evaluation import metrics
 from cbir.evaluation.descriptors import PoolingGroupEncoder
 from cbir.extraction import extract
 from cbir.io.medmnist import read_medmnist
 from cbir.progress import console, progress_bar
 
 ROOT = Path(__file__).resolve().parents[2]
-DATA = ROOT.parent / "shared" / "data"
 OFF_THE_SHELF = {"GeM p=3": EncoderSpec(pooling="gem", gem_p=3.0), "R-MAC (default)": EncoderSpec(pooling="rmac")}
 
 
-# --- metrics (small local helpers; the evaluation package will hold the shared ones) --------------
+# --- metrics (cbir.evaluation.metrics on relevance rows) ------------------------------------------
 def ranked_labels(queries: np.ndarray, query_labels: np.ndarray, database: np.ndarray, database_labels: np.ndarray,
                   leave_one_out: bool) -> np.ndarray:
     """Relevance (query x rank) of the database ranked by cosine similarity, the query itself removed."""
@@ -60,24 +59,22 @@ def ranked_labels(queries: np.ndarray, query_labels: np.ndarray, database: np.nd
     return database_labels[order] == query_labels[:, None]
 
 
-def average_precision(relevant: np.ndarray, normaliser: np.ndarray) -> np.ndarray:
-    """Per-query AP of relevance rows, divided by ``normaliser`` (0 where it is 0)."""
-    hits = np.cumsum(relevant, axis=1)
-    precision = hits / np.arange(1, relevant.shape[1] + 1)
-    total = (precision * relevant).sum(axis=1)
-    return np.divide(total, normaliser, out=np.zeros_like(total, dtype=float), where=normaliser > 0)
+def hits_of(relevant: np.ndarray) -> metrics.RankedHits:
+    """The positives of rows of relevance that are already in rank order."""
+    in_order = np.broadcast_to(np.arange(relevant.shape[1]), relevant.shape)
+    return metrics.ranked_hits(in_order, np.where(relevant, metrics.POSITIVE, metrics.NEGATIVE))
 
 
 def medmnist_metrics(relevant: np.ndarray) -> dict[str, float]:
-    """ACC@1 and mAP@5 (Mahbod et al. 2024) in percent."""
-    top5 = relevant[:, :5]
-    return {"ACC@1": 100 * relevant[:, 0].mean(), "mAP@5": 100 * average_precision(top5, top5.sum(axis=1)).mean()}
+    """ACC@1 and mAP@5 (Mahbod et al. 2024) in percent; a query with no relevant image scores 0."""
+    average_precision = metrics.average_precision_at_k(hits_of(relevant), 5)
+    return {"ACC@1": 100 * relevant[:, 0].mean(), "mAP@5": 100 * np.nan_to_num(average_precision).mean()}
 
 
 def held_out_metrics(relevant: np.ndarray, k: int) -> dict[str, float]:
-    """mAP over the full ranking, P@1 and P@k in percent."""
+    """mAP over the full ranking, P@1 and P@k in percent; a query with no relevant image scores 0."""
     return {
-        "mAP": 100 * average_precision(relevant, relevant.sum(axis=1)).mean(),
+        "mAP": 100 * np.nan_to_num(metrics.average_precision(hits_of(relevant))).mean(),
         "P@1": 100 * relevant[:, 0].mean(),
         f"P@{k}": 100 * relevant[:, :k].mean(),
     }
@@ -215,25 +212,12 @@ def train_model(bench: Benchmark, loss: str, work: Path, common: list[str], reus
     return out, time.perf_counter() - started, shown, False
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{cpu}, {len(os.sched_getaffinity(0))} cores available, {device}; torch {torch.__version__}"
-
-
 DATASETS = ("breastmnist", "orl", "corel", "pneumoniamnist")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=DATA, help="The shared benchmark data folder.")
+    parser.add_argument("--data", type=Path, default=default_data(), help="The shared benchmark data folder.")
     parser.add_argument("--datasets", default=",".join(DATASETS))
     parser.add_argument("--losses", default="contrastive,triplet")
     parser.add_argument("--work", type=Path, default=ROOT / "bench" / "finetune" / "work", help="Where models, CSVs and sections go.")
@@ -276,7 +260,7 @@ def main() -> None:
 
 def save_section(section: dict, command: str, started: float, options) -> None:
     """Keep a dataset's measurements so far (with how they were made) and rebuild the page."""
-    section["run"] = {"command": command, "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M"),
+    section["run"] = {"command": command, "machine": machine_summary(), "date": time.strftime("%Y-%m-%d %H:%M"),
                       "minutes": (time.time() - started) / 60}
     (options.work / f"section-{section['name']}.json").write_text(json.dumps(section, indent=1))
     write_report(options.out, options.work)

@@ -20,13 +20,13 @@ from PIL import Image
 
 from bench.common import RESULTS, RunClock, command_line, default_data, machine_description, markdown_table
 from cbir.encoders.encoder import MULTI_SCALES, EncoderSpec
+from cbir.encoders.pooling import POOLINGS
 from cbir.evaluation import protocols
 from cbir.evaluation.benchmark import Benchmark, EvaluationResult, WhiteningPlan, evaluate, image_files
 from cbir.evaluation.descriptors import EncoderChoice, describe_images
-from cbir.evaluation.reranking import Reranking
 from cbir.progress import console, progress_bar
+from cbir.search.reranking import Reranking
 
-POOLINGS = ("spoc", "mac", "gem", "rmac", "crow")
 POOLING_NAMES = {"spoc": "SPoC", "mac": "MAC", "gem": "GeM p=3", "rmac": "R-MAC", "crow": "CroW"}
 RERANKING = Reranking(qe=5, qe_alpha=3.0, dba=5, dba_alpha=3.0)  # fixed beforehand for every data set
 VARIANTS = ("plain", "+whitening", "+multi-scale", "+αQE+DBA")

@@ -18,7 +18,6 @@ import asyncio
 import dataclasses
 import multiprocessing
 import os
-import platform
 import shlex
 import socket
 import subprocess
@@ -32,6 +31,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from bench.common import default_data, machine_summary
 from cbir.collection.collection import Collection
 from cbir.io.images import is_image_path, load_image
 from cbir.progress import console, progress_bar
@@ -39,7 +39,7 @@ from cbir.server.service import CollectionService
 from cbir.server.settings import ServerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_IMAGES = ROOT.parent / "shared" / "data" / "corel1k"
+DEFAULT_IMAGES = default_data() / "corel1k"
 LOOPBACK = "127.0.0.1"
 QUERY_COUNT = 40
 START_TIMEOUT_S = 300
@@ -194,24 +194,6 @@ async def fire(base: str, mode: str, clients: int, seconds: float, queries: list
     return result
 
 
-def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    import faiss
-    import torch
-
-    return (
-        f"{cpu}, {os.cpu_count()} cores, {memory:.0f} GiB RAM, {platform.system()} {platform.release()}; "
-        f"Python {platform.python_version()}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
-        f"faiss {faiss.__version__}, httpx {httpx.__version__}"
-    )
-
-
 def write_report(out: Path, command: str, info: dict, baseline: dict[str, float], results: list[LoadResult], loads: tuple) -> None:
     encoder = info["encoder"]
     lines = [
@@ -219,7 +201,7 @@ def write_report(out: Path, command: str, info: dict, baseline: dict[str, float]
         "",
         f"Command: `{command}`",
         "",
-        f"Machine: {machine()}.",
+        f"Machine: {machine_summary(('faiss-cpu', 'httpx', 'uvicorn'))}.",
         f"Load average (1 min) before / after: {loads[0]:.2f} / {loads[1]:.2f} (other jobs share this machine).",
         "",
         f"Collection: {info['items']} items, {encoder['backbone']} / {encoder['pooling']} / {encoder['image_size']} px, "

@@ -18,7 +18,7 @@ def doctor(
     as_json: bool = typer.Option(False, "--json", help="Print the findings as JSON."),
 ) -> None:
     """Check a collection's catalog, manifest, indexes, files and leftovers; exit code 1 while problems remain."""
-    from cbir.cli import user_errors
+    from cbir.commands.common import user_errors
     from cbir.collection.doctor import diagnose
 
     with user_errors():

@@ -12,7 +12,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 import numpy as np
 from filelock import FileLock
@@ -25,12 +25,14 @@ from cbir.collection.files import find_files
 from cbir.collection.manifest import Manifest, SpaceInfo
 from cbir.collection.pipeline import Pipeline
 from cbir.collection.readonly import ReadOnlyLock, is_writable
-from cbir.collection.vector_index import VectorIndex
-from cbir.encoders.encoder import DEFAULT_BATCH_SIZE, Encoder, EncoderSpec, shared_encoder
+from cbir.encoders.spec import DEFAULT_BATCH_SIZE, EncoderSpec
 from cbir.encoders.whitening import PCAWhitening
-from cbir.extraction import ImagePipeline
 from cbir.io.atomic import atomic_write
 from cbir.io.images import load_image
+
+if TYPE_CHECKING:  # FAISS and the network load when a command searches or encodes, not to read a collection
+    from cbir.collection.vector_index import VectorIndex
+    from cbir.encoders.encoder import Encoder
 
 IMAGE_SPACE = "image"
 SAVE_EVERY_ITEMS = 5000
@@ -103,6 +105,10 @@ class Collection:
         path = Path(path)
         if (path / "manifest.json").exists():
             raise CollectionError(f"{path} already holds a collection: open it instead")
+        from cbir.collection.vector_index import VectorIndex
+        from cbir.encoders.encoder import shared_encoder
+        from cbir.extraction import ImagePipeline
+
         spec = encoder or EncoderSpec()
         built = shared_encoder(spec)
         VectorIndex(index, built.dim)  # fail now on a bad factory string
@@ -144,12 +150,12 @@ class Collection:
         except CollectionError:
             collection.close()
             raise
-        if isinstance(encoder, Encoder):
-            collection.check_encoder(encoder.spec)
-            collection._encoder = encoder
-        elif encoder is not None:
+        if isinstance(encoder, EncoderSpec):
             collection.check_encoder(encoder)
             collection._requested_spec = encoder
+        elif encoder is not None:
+            collection.check_encoder(encoder.spec)
+            collection._encoder = encoder
         return collection
 
     @classmethod
@@ -194,6 +200,8 @@ class Collection:
     @property
     def encoder(self) -> Encoder:
         if self._encoder is None:
+            from cbir.encoders.encoder import shared_encoder
+
             self._encoder = shared_encoder(self._requested_spec or self.encoder_spec)
             if self._encoder.dim != self.manifest.spaces[IMAGE_SPACE].dim:
                 raise CollectionError(
@@ -209,6 +217,8 @@ class Collection:
             if existing.encoder != encoder_record or existing.dim != dim:
                 raise CollectionError(f"space {name!r} of {self.path} was built with another encoder: {existing.encoder}")
             return
+        from cbir.collection.vector_index import VectorIndex
+
         VectorIndex(index, dim)
         self.manifest.spaces[name] = SpaceInfo(encoder_record, dim, index)
         integrity.record_manifest(self.catalog.connection, self.manifest)
@@ -246,6 +256,8 @@ class Collection:
         return self._indexes[space]
 
     def _load_or_rebuild_index(self, space: str) -> VectorIndex:
+        from cbir.collection.vector_index import VectorIndex
+
         info = self.manifest.spaces[space]
         index_path, meta_path = self._index_paths(space)
         dim = self._index_dim(space)
@@ -342,6 +354,8 @@ class Collection:
         Only new or changed files are processed. With ``sync``, sources under
         the given folders whose files are gone are removed.
         """
+        from cbir.extraction import ImagePipeline
+
         started = time.perf_counter()
         pipeline = pipeline or ImagePipeline(self.encoder)
         roots = [Path(p).resolve() for p in paths]

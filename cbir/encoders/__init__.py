@@ -1,7 +1,13 @@
-"""Backbones, pooling, whitening and the encoder that combines them."""
+"""Backbones, pooling, whitening and the encoder that combines them (loaded on first use)."""
 
-from cbir.encoders.encoder import Encoder, EncoderSpec
-from cbir.encoders.pooling import POOLINGS
-from cbir.encoders.whitening import PCAWhitening
+import lazy_loader
 
-__all__ = ["Encoder", "EncoderSpec", "PCAWhitening", "POOLINGS"]
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "encoder": ["Encoder"],
+        "spec": ["EncoderSpec"],
+        "pooling": ["POOLINGS"],
+        "whitening": ["PCAWhitening"],
+    },
+)

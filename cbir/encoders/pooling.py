@@ -11,7 +11,8 @@ Each method is a pure function plus a thin ``nn.Module`` around it:
           (Kalantidis et al. 2016)
 
 SPoC and MAC also take an ``output_size`` to pool over a grid of cells
-instead of the whole map.
+instead of the whole map. The modules are registered in ``POOLINGS`` by
+name; ``make_pooling`` builds one from an encoder's settings.
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from cbir.core.registry import Registry
+
+POOLINGS: Registry[nn.Module] = Registry("pooling")
 
 
 def spoc(x: torch.Tensor, output_size: int | tuple[int, int] = 1) -> torch.Tensor:
@@ -105,6 +110,7 @@ def crow(x: torch.Tensor, a: float = 2.0, b: float = 2.0, eps: float = 1e-6) -> 
     return weighted * channel
 
 
+@POOLINGS.register("spoc")
 class SPoC(nn.Module):
     """Average pooling over space."""
 
@@ -112,6 +118,7 @@ class SPoC(nn.Module):
         return spoc(x)
 
 
+@POOLINGS.register("mac")
 class MAC(nn.Module):
     """Max pooling over space."""
 
@@ -119,6 +126,7 @@ class MAC(nn.Module):
         return mac(x)
 
 
+@POOLINGS.register("gem")
 class GeM(nn.Module):
     """Generalised-mean pooling; ``learnable=True`` makes p a parameter."""
 
@@ -135,6 +143,7 @@ class GeM(nn.Module):
         return f"p={float(self.p):.3f}, eps={self.eps}"
 
 
+@POOLINGS.register("rmac")
 class RMAC(nn.Module):
     """Regional max pooling over ``levels`` scales."""
 
@@ -146,6 +155,7 @@ class RMAC(nn.Module):
         return rmac(x, self.levels)
 
 
+@POOLINGS.register("crow")
 class CroW(nn.Module):
     """Cross-dimensional weighted sum pooling."""
 
@@ -153,19 +163,6 @@ class CroW(nn.Module):
         return crow(x)
 
 
-POOLINGS = ("spoc", "mac", "gem", "rmac", "crow")
-
-
 def make_pooling(name: str, gem_p: float = 3.0, learnable_p: bool = False, rmac_levels: int = 3) -> nn.Module:
-    """The pooling module called ``name`` (one of ``POOLINGS``)."""
-    if name == "spoc":
-        return SPoC()
-    if name == "mac":
-        return MAC()
-    if name == "gem":
-        return GeM(gem_p, learnable=learnable_p)
-    if name == "rmac":
-        return RMAC(rmac_levels)
-    if name == "crow":
-        return CroW()
-    raise ValueError(f"unknown pooling {name!r}: choose one of {', '.join(POOLINGS)}")
+    """The pooling registered as ``name``, given the settings it takes (GeM's ``p``, R-MAC's ``levels``)."""
+    return POOLINGS.build(name, p=gem_p, learnable=learnable_p, levels=rmac_levels)

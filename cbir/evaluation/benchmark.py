@@ -20,9 +20,9 @@ from cbir.encoders.encoder import DEFAULT_BATCH_SIZE
 from cbir.encoders.whitening import PCAWhitening
 from cbir.evaluation import metrics
 from cbir.evaluation.descriptors import EncoderChoice, ImageRef, ProgressCallback, describe_images
-from cbir.evaluation.ranking import full_ranking, query_chunks
-from cbir.evaluation.reranking import Reranking
 from cbir.io.images import is_image_path
+from cbir.search.ranking import full_ranking, query_chunks
+from cbir.search.reranking import Reranking
 
 RECALL_LEVELS = np.linspace(0.0, 1.0, 101)
 TOP_KEPT = 20

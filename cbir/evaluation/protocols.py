@@ -318,9 +318,10 @@ def evaluate_pairs(
     workers: int | None = None,
     progress: ProgressCallback | None = None,
     face_tta: str | None = None,
+    face_encoder: str | None = None,
 ) -> EvaluationResult:
-    """Verification on an LFW-format pairs file, with an image encoder or (``choice`` None) the face encoder
-    (``face_tta``: its test-time views, ``cbir.faces`` default when None).
+    """Verification on an LFW-format pairs file, with an image encoder or (``choice`` None) a face encoder
+    (``face_encoder`` by name and ``face_tta``, its test-time views; ``cbir.faces`` defaults when None).
 
     Pairs where an image yields no vector (unreadable, or no face found)
     count as wrong in the k-fold accuracy and are reported.
@@ -329,12 +330,13 @@ def evaluate_pairs(
     pairs = read_pairs(pairs_file, images, suffix)
     paths = list(dict.fromkeys(path for pair in pairs for path in (pair.first, pair.second)))
     if choice is None:
-        from cbir.faces import FaceAnalyzer, FaceSpec, face_embedder
+        from cbir.faces.analyzer import FaceAnalyzer, FaceSpec
+        from cbir.faces.descriptors import face_embedder
 
-        analyzer = FaceAnalyzer(FaceSpec(tta=face_tta))
+        analyzer = FaceAnalyzer(FaceSpec(tta=face_tta, encoder=face_encoder))
         embed = _with_progress(face_embedder(analyzer), len(paths), progress)
         encoder_config = {
-            "faces": "face photo rule (central face, CNN detector second, else the centre), 5-point chip, dlib ResNet descriptor",
+            "faces": "face photo rule (central face, CNN detector second, else the centre), aligned as the encoder needs",
             **analyzer.space_record(),
             "detector": analyzer.detector.record(),
         }

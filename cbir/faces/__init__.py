@@ -5,19 +5,24 @@ verify and search people.
     collection.add(["photos/"], pipeline=FacePipeline())
     People(collection).enroll("Ada", ["ada1.jpg", "ada2.jpg"])
     found, scan, threshold = People(collection).identify("group.jpg")
+
+The names load their modules on first use (no torch import to list people).
 """
 
-from cbir.faces.analyzer import Face, FaceAnalyzer, FaceScan, FaceSpec
-from cbir.faces.calibration import Calibration, threshold_for_far
-from cbir.faces.descriptors import LabeledFaces, face_embedder, labeled_face_descriptors
-from cbir.faces.detection import Detection, FaceDetector, make_detector
-from cbir.faces.encoders import DlibResNetEncoder, FaceEncoder, register_face_encoder
-from cbir.faces.models import FaceError
-from cbir.faces.people import Identification, People, Verification
-from cbir.faces.pipeline import FACE_SPACE, FacePipeline
+import lazy_loader
 
-__all__ = [
-    "FACE_SPACE", "Calibration", "Detection", "DlibResNetEncoder", "Face", "FaceAnalyzer", "FaceDetector", "FaceEncoder",
-    "FaceError", "FacePipeline", "FaceScan", "FaceSpec", "Identification", "LabeledFaces", "People", "Verification",
-    "face_embedder", "labeled_face_descriptors", "make_detector", "register_face_encoder", "threshold_for_far",
-]
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "analyzer": ["Face", "FaceAnalyzer", "FaceScan", "FaceSpec"],
+        "calibration": ["Calibration", "threshold_for_far"],
+        "descriptors": ["LabeledFaces", "face_embedder", "labeled_face_descriptors"],
+        "detection": ["Detection", "FaceDetector", "make_detector"],
+        "encoders": ["DlibResNetEncoder", "FaceEncoder", "make_face_encoder", "register_face_encoder"],
+        "fusion": ["FusedFaceEncoder"],
+        "mobilefacenet": ["MobileFaceNetEncoder"],
+        "models": ["FaceError"],
+        "people": ["Identification", "People", "Verification"],
+        "pipeline": ["FACE_SPACE", "FacePipeline"],
+    },
+)

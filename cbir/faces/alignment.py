@@ -1,4 +1,10 @@
-"""Five-point landmarks, aligned face chips (dlib's similarity alignment) and test-time views."""
+"""Landmarks, aligned face chips and test-time views.
+
+Two alignments: dlib's (its 5-point shape, eye corners and base of the nose,
+to a padded chip: ``aligned_chips``) and the standard one of ArcFace-style
+models (eye centres, nose tip and mouth corners moved by a similarity
+transform onto fixed points of a 112 x 112 chip: ``similarity_chips``).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cbir.faces.models import FaceError, _import_dlib, landmark_model
+from cbir.faces.models import FaceError, _import_dlib, landmark_model, landmark_model_68
+
+Box = tuple[float, float, float, float]
+# Where the eye centres, nose tip and mouth corners (left to right as seen) sit in a 112 x 112 chip.
+REFERENCE_POINTS = np.array(
+    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]], dtype=np.float64
+)
+REFERENCE_SIZE = 112
 
 
 @dataclass(frozen=True)
@@ -57,7 +70,17 @@ def to_dlib_rectangle(box: tuple[float, float, float, float]):
     return _import_dlib().rectangle(left, top, max(left, right - 1), max(top, bottom - 1))
 
 
-def landmarks(image: np.ndarray, boxes: list[tuple[float, float, float, float]]) -> list:
+@dataclass
+class Landmarks:
+    """Where one face's features are: its box, dlib's 5-point shape and, when the detector gives them,
+    the five standard points (eye centres, nose tip, mouth corners, left to right as seen; ``points``)."""
+
+    box: Box
+    shape: object
+    points: np.ndarray | None = None
+
+
+def landmarks(image: np.ndarray, boxes: list[Box]) -> list:
     """dlib 5-point shapes (outer and inner eye corners, base of the nose) for each box."""
     predictor = landmark_model()
     return [predictor(image, to_dlib_rectangle(box)) for box in boxes]
@@ -95,3 +118,38 @@ def _moved_centre(x: float, y: float, width: float, height: float, angle: float,
     """The chip centre moved by ``shift`` fractions of the chip, along the chip's own (turned) axes."""
     dx, dy = shift[0] * width, shift[1] * height
     return x + dx * math.cos(angle) - dy * math.sin(angle), y + dx * math.sin(angle) + dy * math.cos(angle)
+
+
+def five_points(image: np.ndarray, face: Landmarks) -> np.ndarray:
+    """The five standard points of a face: the detector's, else read from dlib's 68-point shape
+    (the means of the eye contours, the nose tip, the mouth corners)."""
+    if face.points is not None:
+        return np.asarray(face.points, dtype=np.float64)
+    shape = landmark_model_68()(image, to_dlib_rectangle(face.box))
+    points = np.array(landmark_points(shape), dtype=np.float64)
+    return np.stack([points[36:42].mean(axis=0), points[42:48].mean(axis=0), points[30], points[48], points[54]])
+
+
+def similarity_chips(
+    image: np.ndarray, points: list[np.ndarray], size: int = REFERENCE_SIZE, views: tuple[View, ...] = (View(),)
+) -> list[np.ndarray]:
+    """``size`` x ``size`` chips where a similarity transform (least squares) puts each face's five points
+    on ``REFERENCE_POINTS``; one chip per face and view, face by face."""
+    import cv2
+    from skimage.transform import SimilarityTransform
+
+    reference = REFERENCE_POINTS * (size / REFERENCE_SIZE)
+    centre = np.array([size / 2, size / 2])
+    chips = []
+    for face_points in points:
+        base = SimilarityTransform.from_estimate(np.asarray(face_points, dtype=np.float64), reference)
+        if not base:
+            raise FaceError(f"the landmarks {np.round(face_points, 1).tolist()} do not define a face alignment")
+        for view in views:
+            # the view turns and zooms out around the chip centre, then moves it by a fraction of the chip
+            turn = SimilarityTransform(scale=1.0 / view.scale, rotation=math.radians(view.angle))
+            moved = centre - np.asarray(view.shift) * size
+            matrix = (base + SimilarityTransform(translation=-centre) + turn + SimilarityTransform(translation=moved)).params
+            chip = cv2.warpAffine(np.ascontiguousarray(image), matrix[:2], (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+            chips.append(np.ascontiguousarray(chip[:, ::-1]) if view.mirror else chip)
+    return chips

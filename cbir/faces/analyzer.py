@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cbir.faces.alignment import aligned_chips, landmark_points, landmarks, tta_views
+from cbir.faces.alignment import Landmarks, landmark_points, landmarks, tta_views
 from cbir.faces.detection import Detection, FaceDetector, make_detector
-from cbir.faces.encoders import DlibResNetEncoder, FaceEncoder, l2_normalise
+from cbir.faces.encoders import FaceEncoder, make_face_encoder
 from cbir.io.images import load_image
 
 Box = tuple[float, float, float, float]
@@ -26,6 +26,8 @@ Box = tuple[float, float, float, float]
 CROP_FACE_FRACTION = 0.45
 SMALL_PHOTO = 400
 DEFAULT_TTA = "flip"
+# dlib's ResNet until the fused encoder's weight is chosen on the LFW folds (docs/faces.md)
+DEFAULT_FACE_ENCODER = "dlib_resnet_v1"
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ class FaceSpec:
     max_side: int = 2000
     max_faces: int = 100
     tta: str | None = None  # test-time views: none, flip, jitter (None: the collection's, else DEFAULT_TTA)
+    encoder: str | None = None  # face encoder: a registered name (None: the collection's, else DEFAULT_FACE_ENCODER)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -102,11 +105,11 @@ def central_box(width: int, height: int, fraction: float) -> Box:
 
 
 class FaceAnalyzer:
-    """Detector + 5-point alignment + face encoder, applied to whole images."""
+    """Detector + landmarks + face encoder (which aligns the faces its way), applied to whole images."""
 
     def __init__(self, spec: FaceSpec | None = None, encoder: FaceEncoder | None = None, detector: FaceDetector | None = None):
         self.spec = spec or FaceSpec()
-        self.encoder = encoder or DlibResNetEncoder()
+        self.encoder = encoder or make_face_encoder(self.spec.encoder or DEFAULT_FACE_ENCODER)
         self.tta = self.spec.tta or DEFAULT_TTA
         self.views = tta_views(self.tta)
         self.detector = detector or make_detector(
@@ -138,21 +141,24 @@ class FaceAnalyzer:
             search = np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0))
         found = (detector or self.detector).detect(search)
         if scale < 1.0:
-            found = [Detection(tuple(v / scale for v in d.box), d.score, d.detector) for d in found]
+            found = [
+                Detection(tuple(v / scale for v in d.box), d.score, d.detector, None if d.points is None else d.points / scale)
+                for d in found
+            ]
         return found
 
-    def view_vectors(self, pixels: np.ndarray, boxes: list[Box]) -> tuple[list, np.ndarray]:
-        """(landmark shapes, descriptors of every test-time view: faces x views x dim) of the faces in ``boxes``."""
-        if not boxes:
-            return [], np.zeros((0, len(self.views), self.encoder.dim), dtype=np.float32)
-        shapes = landmarks(pixels, boxes)
-        chips = aligned_chips(pixels, shapes, self.encoder.chip_size, self.encoder.padding, self.views)
-        return shapes, self.encoder.encode(chips).reshape(len(shapes), len(self.views), -1)
+    @staticmethod
+    def face_landmarks(pixels: np.ndarray, detections: list[Detection]) -> list[Landmarks]:
+        """dlib's 5-point shape of each detected face, with the detector's own points when it gives them."""
+        shapes = landmarks(pixels, [d.box for d in detections])
+        return [Landmarks(d.box, shape, d.points) for d, shape in zip(detections, shapes)]
 
-    def encode_boxes(self, pixels: np.ndarray, boxes: list[Box]) -> tuple[list, np.ndarray]:
-        """(landmark shapes, descriptors) of the faces in ``boxes``: the mean of their views, L2-normalised."""
-        shapes, vectors = self.view_vectors(pixels, boxes)
-        return shapes, l2_normalise(vectors.mean(axis=1))
+    def encode_detections(self, pixels: np.ndarray, detections: list[Detection]) -> tuple[list[Landmarks], np.ndarray]:
+        """(landmarks, descriptors) of the detected faces: the mean of their test-time views, L2-normalised."""
+        if not detections:
+            return [], np.zeros((0, self.encoder.dim), dtype=np.float32)
+        faces = self.face_landmarks(pixels, detections)
+        return faces, self.encoder.describe(pixels, faces, self.views)
 
     def space_record(self) -> dict:
         """What the vectors of this analyzer are comparable with: the encoder and the test-time views."""
@@ -167,10 +173,10 @@ class FaceAnalyzer:
         scan = FaceScan(width=width, height=height, too_small=len(found) - len(kept))
         scan.over_limit = max(0, len(kept) - self.spec.max_faces)
         kept = kept[: self.spec.max_faces]
-        shapes, vectors = self.encode_boxes(pixels, [d.box for d in kept])
+        faces, vectors = self.encode_detections(pixels, kept)
         scan.faces = [
-            Face(_clip(d.box, width, height), d.score, landmark_points(shape), vector, d.detector)
-            for d, shape, vector in zip(kept, shapes, vectors)
+            Face(_clip(d.box, width, height), d.score, landmark_points(face.shape), vector, d.detector)
+            for d, face, vector in zip(kept, faces, vectors)
         ]
         return scan
 
@@ -188,8 +194,8 @@ class FaceAnalyzer:
         if detection is None:
             return None
         height, width = pixels.shape[:2]
-        shapes, vectors = self.encode_boxes(pixels, [detection.box])
-        return Face(_clip(detection.box, width, height), detection.score, landmark_points(shapes[0]), vectors[0], detection.detector)
+        faces, vectors = self.encode_detections(pixels, [detection])
+        return Face(_clip(detection.box, width, height), detection.score, landmark_points(faces[0].shape), vectors[0], detection.detector)
 
     def locate_main_face(self, pixels: np.ndarray, face_crop: bool = False) -> Detection | None:
         """The face ``main_face`` encodes (its detector is ``assumed`` for the centre of a face photo)."""

@@ -18,10 +18,9 @@ import numpy as np
 from cbir.io.atomic import atomic_write
 
 CALIBRATION_FILE = "faces-calibration.json"
-# Without a calibration, the similarity that best separated same from different people on the
-# LFW pairs of ../shared/data/lfw_dev with the default pipeline (bench/faces); calibrate on your data.
-DEFAULT_THRESHOLD = 0.91
-DEFAULT_SOURCE = "default (best accuracy on LFW dev pairs; run 'cbir faces calibrate' for your own data)"
+# Without a calibration, each encoder's ``default_threshold``: the similarity that best separated same
+# from different people on the LFW pairs of ../shared/data/lfw_dev (bench/faces); calibrate on your data.
+DEFAULT_SOURCE = "default of the face encoder (best accuracy on LFW dev pairs; run 'cbir faces calibrate' for your own data)"
 
 
 def similarity_to_distance(similarity: float) -> float:
@@ -61,17 +60,25 @@ class Calibration:
         return text
 
     def save(self, collection_path: Path) -> Path:
+        """Store this calibration in the collection, replacing the one of the same encoder (others are kept)."""
         path = Path(collection_path) / CALIBRATION_FILE
+        kept = [c for c in _stored(path) if c.encoder != self.encoder]
         with atomic_write(path) as stream:
-            stream.write(json.dumps(asdict(self), indent=2).encode())
+            stream.write(json.dumps([asdict(c) for c in kept + [self]], indent=2).encode())
         return path
 
     @classmethod
-    def load(cls, collection_path: Path) -> "Calibration | None":
-        path = Path(collection_path) / CALIBRATION_FILE
-        if not path.is_file():
-            return None
-        return cls(**json.loads(path.read_text()))
+    def load(cls, collection_path: Path, encoder: dict) -> "Calibration | None":
+        """The calibration stored in the collection for ``encoder`` (a face space record), if any."""
+        return next((c for c in _stored(Path(collection_path) / CALIBRATION_FILE) if c.encoder == encoder), None)
+
+
+def _stored(path: Path) -> list[Calibration]:
+    """Every calibration in a calibration file (one per encoder; a single object in older files)."""
+    if not path.is_file():
+        return []
+    data = json.loads(path.read_text())
+    return [Calibration(**entry) for entry in (data if isinstance(data, list) else [data])]
 
 
 def threshold_for_far(scores: np.ndarray, same: np.ndarray, target_far: float) -> tuple[float, float, float]:

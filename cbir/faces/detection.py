@@ -1,7 +1,7 @@
 """Face detectors: dlib HOG (default), dlib CNN (MMOD), OpenCV YuNet (given its ONNX file).
 
 Each takes an RGB ``uint8`` array and returns ``Detection``s in that array's
-pixel coordinates, best first.
+pixel coordinates, best first. Detectors are registered in ``DETECTORS`` by name.
 """
 
 from __future__ import annotations
@@ -12,18 +12,19 @@ from typing import Protocol
 
 import numpy as np
 
+from cbir.core.registry import Registry
 from cbir.faces.models import FaceError, hog_detector, mmod_detector
-
-DETECTORS = ("hog", "cnn", "yunet")
 
 
 @dataclass
 class Detection:
-    """A face box ``(left, top, right, bottom)`` with the detector's confidence and name."""
+    """A face box ``(left, top, right, bottom)`` with the detector's confidence and name, and the five
+    standard points (eye centres, nose tip, mouth corners, left to right as seen) when it finds them."""
 
     box: tuple[float, float, float, float]
     score: float
     detector: str = ""
+    points: np.ndarray | None = None
 
     @property
     def size(self) -> float:
@@ -42,6 +43,10 @@ class FaceDetector(Protocol):
         """A description of the detector and its settings."""
 
 
+DETECTORS: Registry[FaceDetector] = Registry("face detector", error=FaceError)
+
+
+@DETECTORS.register("hog")
 class HogDetector:
     """dlib's HOG detector; ``upsample`` doubles the image that many times to find faces under 80 px."""
 
@@ -58,6 +63,7 @@ class HogDetector:
         return {"detector": "hog", "upsample": self.upsample, "threshold": self.threshold}
 
 
+@DETECTORS.register("cnn")
 class CnnDetector:
     """dlib's CNN (MMOD) detector: finds turned and partly hidden faces HOG misses, about 20x slower on a CPU."""
 
@@ -77,12 +83,15 @@ class CnnDetector:
         return {"detector": "cnn", "upsample": self.upsample, "threshold": self.threshold}
 
 
+@DETECTORS.register("yunet")
 class YuNetDetector:
     """OpenCV's YuNet (``cv2.FaceDetectorYN``) from an ONNX model file; small images are enlarged first."""
 
     MIN_SIDE = 320
 
-    def __init__(self, model: str | Path, threshold: float = 0.6):
+    def __init__(self, model: str | Path | None = None, threshold: float = 0.6):
+        if model is None:
+            raise FaceError("the yunet detector needs its model file: --detector-model PATH/face_detection_yunet_*.onnx")
         import cv2
 
         model = Path(model)
@@ -115,7 +124,8 @@ class YuNetDetector:
         found = []
         for row in rows:
             x, y, w, h = (float(v) / scale for v in row[:4])
-            found.append(Detection((x, y, x + w, y + h), float(row[-1]), "yunet"))
+            points = np.asarray(row[4:14], dtype=np.float64).reshape(5, 2) / scale
+            found.append(Detection((x, y, x + w, y + h), float(row[-1]), "yunet", points))
         return sorted(found, key=lambda d: -d.score)
 
     def record(self) -> dict:
@@ -123,13 +133,5 @@ class YuNetDetector:
 
 
 def make_detector(name: str = "hog", upsample: int = 1, model: str | Path | None = None, threshold: float | None = None) -> FaceDetector:
-    """A detector by name: ``hog``, ``cnn`` or ``yunet`` (which needs ``model``, the ONNX file or its folder)."""
-    if name == "hog":
-        return HogDetector(upsample, 0.0 if threshold is None else threshold)
-    if name == "cnn":
-        return CnnDetector(upsample, 0.0 if threshold is None else threshold)
-    if name == "yunet":
-        if model is None:
-            raise FaceError("the yunet detector needs its model file: --detector-model PATH/face_detection_yunet_*.onnx")
-        return YuNetDetector(model, 0.6 if threshold is None else threshold)
-    raise FaceError(f"unknown face detector {name!r}: choose one of {', '.join(DETECTORS)}")
+    """The detector registered as ``name`` with the settings it takes (``yunet`` needs ``model``, its ONNX file or folder)."""
+    return DETECTORS.build(name, upsample=upsample, model=model, threshold=threshold)

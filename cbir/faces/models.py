@@ -6,7 +6,7 @@ import functools
 import warnings
 from pathlib import Path
 
-INSTALL_HINT = "install the face extras: pip install 'cbir[faces]' (dlib-bin, face_recognition_models, setuptools<81)"
+INSTALL_HINT = "install the face extras: pip install 'cbir[faces]' (dlib-bin, face_recognition_models, setuptools<81, onnxruntime)"
 
 
 class FaceError(ValueError):
@@ -23,7 +23,7 @@ def _import_dlib():
 
 @functools.lru_cache(maxsize=None)
 def model_file(kind: str) -> Path:
-    """Path of a packaged model: ``landmarks5``, ``recognition`` or ``mmod``."""
+    """Path of a packaged model: ``landmarks5``, ``landmarks68``, ``recognition`` or ``mmod``."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the package imports the deprecated pkg_resources
         try:
@@ -32,6 +32,7 @@ def model_file(kind: str) -> Path:
             raise FaceError(f"face_recognition_models cannot be imported ({error}): {INSTALL_HINT}") from None
     locations = {
         "landmarks5": models.pose_predictor_five_point_model_location,
+        "landmarks68": models.pose_predictor_model_location,
         "recognition": models.face_recognition_model_location,
         "mmod": models.cnn_face_detector_model_location,
     }
@@ -45,6 +46,12 @@ def model_file(kind: str) -> Path:
 def landmark_model():
     """dlib's 5-point landmark predictor (eye corners and nose base)."""
     return _import_dlib().shape_predictor(str(model_file("landmarks5")))
+
+
+@functools.lru_cache(maxsize=None)
+def landmark_model_68():
+    """dlib's 68-point landmark predictor (face contour, brows, eyes, nose, mouth)."""
+    return _import_dlib().shape_predictor(str(model_file("landmarks68")))
 
 
 @functools.lru_cache(maxsize=None)

@@ -16,19 +16,15 @@ import numpy as np
 
 from cbir.collection.collection import Collection, IndexReport
 from cbir.collection.pipeline import SourceResult
-from cbir.evaluation.pairs import read_pairs, score_pairs, verification_report
 from cbir.faces.analyzer import Face, FaceAnalyzer, FaceScan, FaceSpec
-from cbir.faces.batch import scan_files
 from cbir.faces.calibration import (
     DEFAULT_SOURCE,
-    DEFAULT_THRESHOLD,
     Calibration,
     labeled_pair_scores,
     similarity_to_distance,
     threshold_for_far,
 )
-from cbir.faces.descriptors import face_embedder, labeled_face_descriptors
-from cbir.faces.encoders import face_encoder_from_record
+from cbir.faces.encoders import face_encoder_from_record, make_face_encoder
 from cbir.faces.models import FaceError
 from cbir.faces.pipeline import FACE_SPACE, face_items, face_space_record
 from cbir.io.images import is_image_path
@@ -132,6 +128,8 @@ class EnrolmentPipeline:
         return face_space_record(self.analyzer)
 
     def run(self, paths: Sequence[Path], known_hashes, batch_size: int, workers: int | None) -> Iterator[list[SourceResult]]:
+        from cbir.faces.batch import scan_files  # decoding workers (torch) load when photos are read
+
         for batch in scan_files(self.analyzer, paths, known_hashes, batch_size, workers, self.face_crop, self.face_crop):
             results = []
             for entry in batch:
@@ -153,8 +151,21 @@ class EnrolmentPipeline:
         self.faces += 1
 
 
+def encoder_mismatch(collection: Collection, stored: dict, wanted: dict) -> FaceError:
+    """The error for faces asked of a collection with another face encoder than the one that built it."""
+    stored_name, wanted_name = stored.get("type"), wanted.get("type")
+    if stored_name == wanted_name:
+        stored_name, wanted_name = f"{stored_name} {stored}", f"{wanted_name} {wanted}"
+    return FaceError(
+        f"the faces of {collection.path} were encoded with the face encoder {stored_name}, not {wanted_name}, and "
+        f"descriptors of two encoders cannot be compared: drop --face-encoder to use the collection's, or index the "
+        f"photos into a new collection with the other one (cbir faces index PHOTOS --face-encoder {wanted.get('type')} -c NEW)"
+    )
+
+
 def collection_analyzer(collection: Collection, spec: FaceSpec | None = None) -> FaceAnalyzer:
-    """A face analyzer whose vectors match the collection's face space (its encoder and test-time views)."""
+    """A face analyzer whose vectors match the collection's face space (its encoder and test-time views);
+    a ``spec`` that names another encoder is refused."""
     space = collection.manifest.spaces.get(FACE_SPACE)
     spec = spec or FaceSpec()
     if space is None:
@@ -162,7 +173,10 @@ def collection_analyzer(collection: Collection, spec: FaceSpec | None = None) ->
     stored_tta = space.encoder.get("tta")
     if spec.tta is not None and spec.tta != stored_tta:
         raise FaceError(f"the faces of {collection.path} were encoded with --tta {stored_tta}, not {spec.tta}: omit --tta")
-    return FaceAnalyzer(replace(spec, tta=stored_tta), face_encoder_from_record(space.encoder))
+    encoder = face_encoder_from_record(space.encoder)
+    if spec.encoder is not None and make_face_encoder(spec.encoder).record() != encoder.record():
+        raise encoder_mismatch(collection, encoder.record(), make_face_encoder(spec.encoder).record())
+    return FaceAnalyzer(replace(spec, tta=stored_tta), encoder)
 
 
 def best_matches(queries: np.ndarray, gallery: np.ndarray, names: Sequence[str]) -> tuple[list[str | None], np.ndarray]:
@@ -185,7 +199,7 @@ class People:
         self.analyzer = analyzer or collection_analyzer(collection, spec)
         space = collection.manifest.spaces.get(FACE_SPACE)
         if space is not None and self.analyzer.space_record() != space.encoder:
-            raise FaceError(f"the face space of {collection.path} was built with {space.encoder}, not {self.analyzer.space_record()}")
+            raise encoder_mismatch(collection, space.encoder, self.analyzer.space_record())
         self._gallery: tuple[np.ndarray, list[str]] | None = None
 
     # people --------------------------------------------------------------------
@@ -236,11 +250,8 @@ class People:
 
     # thresholds ------------------------------------------------------------------
     def calibration(self) -> Calibration | None:
-        """The stored calibration, when it was made with this collection's face encoder."""
-        stored = Calibration.load(self.collection.path)
-        if stored is None or stored.encoder != self.analyzer.space_record():
-            return None
-        return stored
+        """The calibration stored for this collection's face encoder (and test-time views), if any."""
+        return Calibration.load(self.collection.path, self.analyzer.space_record())
 
     def threshold(self, override: float | None = None) -> Threshold:
         """The similarity threshold in force: an explicit one, the calibrated one, or the default."""
@@ -249,13 +260,16 @@ class People:
         stored = self.calibration()
         if stored is not None:
             return Threshold(stored.threshold, f"calibrated for FAR <= {stored.target_far:g} on {stored.source}")
-        return Threshold(DEFAULT_THRESHOLD, DEFAULT_SOURCE)
+        return Threshold(self.analyzer.encoder.default_threshold, DEFAULT_SOURCE)
 
     def calibrate_pairs(
         self, pairs_file: str | Path, images: str | Path, target_far: float = 1e-3, face_crop: bool = True
     ) -> tuple[Calibration, dict]:
         """Choose and store the threshold for ``target_far`` on an LFW-format pairs file; also returns
         the k-fold verification report of those pairs."""
+        from cbir.evaluation.pairs import read_pairs, score_pairs, verification_report
+        from cbir.faces.descriptors import face_embedder
+
         pairs = read_pairs(pairs_file, images)
         scores, _ = score_pairs(pairs, face_embedder(self.analyzer, face_crop=face_crop))
         same = np.array([pair.same for pair in pairs])
@@ -270,6 +284,8 @@ class People:
         progress: Callable[[int, int], None] | None = None,
     ) -> tuple[Calibration, dict]:
         """Choose and store the threshold for ``target_far`` from every pair of a folder of per-person subfolders."""
+        from cbir.faces.descriptors import labeled_face_descriptors
+
         faces = labeled_face_descriptors(folder, self.analyzer, face_crop, progress=progress)
         if len(set(faces.labels)) < 2:
             raise FaceError(f"{folder} needs faces of at least two people (one subfolder each) to calibrate")

@@ -9,7 +9,6 @@ from typing import Iterator, Sequence
 from cbir.collection.catalog import Item
 from cbir.collection.pipeline import SourceResult
 from cbir.faces.analyzer import FaceAnalyzer, FaceScan
-from cbir.faces.batch import scan_files
 from cbir.io.images import is_image_path
 
 FACE_SPACE = "face"
@@ -64,6 +63,8 @@ class FacePipeline:
         return face_space_record(self.analyzer)
 
     def run(self, paths: Sequence[Path], known_hashes, batch_size: int, workers: int | None) -> Iterator[list[SourceResult]]:
+        from cbir.faces.batch import scan_files  # decoding workers (torch) load when photos are read
+
         for batch in scan_files(self.analyzer, paths, known_hashes, batch_size, workers):
             results = []
             for entry in batch:

@@ -17,32 +17,64 @@ from __future__ import annotations
 from pytorch_metric_learning import losses, miners
 from torch import nn
 
-LOSSES = ("contrastive", "triplet")
-MINERS = ("batch-hard", "semi-hard", "pool", "none")
-DEFAULT_MARGINS = {"contrastive": 0.7, "triplet": 0.1}
+from cbir.core.registry import Registry
+
+LOSSES: Registry[nn.Module] = Registry("loss")
+MINERS: Registry[nn.Module | None] = Registry("miner")
+DEFAULT_TRIPLET_MARGIN = 0.1
 
 
-def make_loss(name: str, margin: float | None = None, pos_margin: float = 0.0) -> nn.Module:
-    """The loss ``name``; ``margin`` is the triplet margin or the contrastive negative margin."""
-    if name not in LOSSES:
-        raise ValueError(f"unknown loss {name!r}: choose one of {', '.join(LOSSES)}")
-    margin = DEFAULT_MARGINS[name] if margin is None else margin
-    if margin <= 0:
-        raise ValueError("the margin must be positive")
-    if name == "contrastive":
-        if not 0 <= pos_margin < margin:
-            raise ValueError("the positive margin must be at least 0 and below the negative margin")
-        return losses.ContrastiveLoss(pos_margin=pos_margin, neg_margin=margin)
+@LOSSES.register("contrastive")
+def contrastive_loss(margin: float = 0.7, pos_margin: float = 0.0) -> nn.Module:
+    """Pairs: positives pulled within ``pos_margin``, negatives pushed beyond ``margin``."""
+    _check_margin(margin)
+    if not 0 <= pos_margin < margin:
+        raise ValueError("the positive margin must be at least 0 and below the negative margin")
+    return losses.ContrastiveLoss(pos_margin=pos_margin, neg_margin=margin)
+
+
+@LOSSES.register("triplet")
+def triplet_loss(margin: float = DEFAULT_TRIPLET_MARGIN) -> nn.Module:
+    """Triplets: the positive closer to the anchor than the negative by ``margin``."""
+    _check_margin(margin)
     return losses.TripletMarginLoss(margin=margin)
 
 
-def make_batch_miner(name: str, loss_name: str, margin: float | None = None) -> nn.Module | None:
-    """The in-batch miner ``name`` (None for ``none`` and ``pool``, which work outside the batch)."""
-    if name not in MINERS:
-        raise ValueError(f"unknown miner {name!r}: choose one of {', '.join(MINERS)}")
-    if name == "batch-hard":
-        return miners.BatchHardMiner()
-    if name == "semi-hard":
-        margin = DEFAULT_MARGINS["triplet"] if loss_name == "contrastive" or margin is None else margin
-        return miners.TripletMarginMiner(margin=margin, type_of_triplets="semihard")
+def _check_margin(margin: float) -> None:
+    if margin <= 0:
+        raise ValueError("the margin must be positive")
+
+
+@MINERS.register("batch-hard")
+def batch_hard_miner() -> nn.Module:
+    return miners.BatchHardMiner()
+
+
+@MINERS.register("semi-hard")
+def semi_hard_miner(margin: float = DEFAULT_TRIPLET_MARGIN) -> nn.Module:
+    return miners.TripletMarginMiner(margin=margin, type_of_triplets="semihard")
+
+
+@MINERS.register("pool")
+def pool_miner() -> None:
+    """Mines outside the batch (``cbir.training.mining.PoolHardNegatives``): nothing to do in it."""
     return None
+
+
+@MINERS.register("none")
+def no_miner() -> None:
+    return None
+
+
+def make_loss(name: str, margin: float | None = None, pos_margin: float = 0.0) -> nn.Module:
+    """The loss ``name``; ``margin`` (default: the loss's own) is the triplet margin or the contrastive negative margin."""
+    return LOSSES.build(name, margin=margin, pos_margin=pos_margin)
+
+
+def make_batch_miner(name: str, loss_name: str, margin: float | None = None) -> nn.Module | None:
+    """The in-batch miner ``name`` (None for ``none`` and ``pool``, which work outside the batch).
+
+    The semi-hard miner takes the triplet margin; a contrastive margin is no triplet margin, so
+    with the contrastive loss it uses the default one.
+    """
+    return MINERS.build(name, margin=None if loss_name == "contrastive" else margin)

@@ -8,6 +8,9 @@ from typing import Optional, Sequence
 
 import typer
 
+from cbir.commands.common import CollectionOption, user_errors
+from cbir.progress import console
+
 WILDCARD_ADDRESSES = ("0.0.0.0", "::", "")
 LOOPBACK_NAMES = ["localhost", "127.0.0.1", "::1"]
 
@@ -33,7 +36,7 @@ def allowed_hosts(host: str, extra: Sequence[str]) -> tuple[str, ...] | None:
 
 
 def serve(
-    collection: Path = typer.Option(..., "--collection", "-c", help="Collection directory."),
+    collection: Path = CollectionOption,
     host: str = typer.Option("127.0.0.1", help="Address to listen on; other machines reach it only if you say so."),
     port: int = typer.Option(8000, help="Port to listen on."),
     token: Optional[str] = typer.Option(
@@ -49,9 +52,6 @@ def serve(
     ),
 ) -> None:
     """Serve a collection: a web page to search it by example, and a REST API (schema at /openapi.json)."""
-    from cbir.cli import user_errors
-    from cbir.progress import console
-
     try:
         import uvicorn
 

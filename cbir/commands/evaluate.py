@@ -2,30 +2,36 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import typer
 from rich.table import Table
 
-from cbir.encoders.encoder import DEFAULT_BATCH_SIZE
-from cbir.encoders.pooling import POOLINGS
-from cbir.evaluation.benchmark import Benchmark, EvaluationResult, WhiteningPlan, evaluate
-from cbir.evaluation.descriptors import EncoderChoice
-from cbir.evaluation.reranking import Reranking
+from cbir.commands.common import (
+    App,
+    BackboneOption,
+    EncoderFileOption,
+    GemOption,
+    MultiscaleOption,
+    PoolingOption,
+    SizeOption,
+    WeightsOption,
+    encoder_spec_from_options,
+    results,
+    user_errors,
+    write_json,
+)
+from cbir.encoders.spec import DEFAULT_BATCH_SIZE
 from cbir.progress import console, progress_bar
+from cbir.search.reranking import Reranking
 
-evaluate_app = typer.Typer(help="Measure retrieval quality on standard protocols.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from cbir.evaluation.benchmark import Benchmark, EvaluationResult
+    from cbir.evaluation.descriptors import EncoderChoice
 
-BackboneOption = typer.Option(None, help="efficientnet_lite0 (default, offline), a timm name, or torchvision/NAME.")
-PoolingOption = typer.Option(None, help=f"One of {', '.join(POOLINGS)} (default rmac).")
-GemOption = typer.Option(None, help="GeM exponent.")
-SizeOption = typer.Option(None, help="Short side of the resized image, in pixels (default 224).")
-MultiscaleOption = typer.Option(None, "--multiscale/--single-scale", help="Average over scales 1, 1/sqrt(2), 1/2.")
-WeightsOption = typer.Option(None, help="Backbone weights file (state dict).")
-EncoderFileOption = typer.Option(None, "--encoder", help="A fine-tuned encoder file from 'cbir train' (replaces the options above).")
+evaluate_app = App(help="Measure retrieval quality on standard protocols.", no_args_is_help=True)
 WhitenOption = typer.Option(False, "--whiten", help="PCA-whiten the descriptors (learned on --whiten-on, else on the evaluated images).")
 WhitenOnOption = typer.Option(None, "--whiten-on", help="Folder of other images to learn the whitening on (implies --whiten).")
 WhitenDimOption = typer.Option(None, "--whiten-dim", help="Keep this many whitened dimensions.")
@@ -42,7 +48,7 @@ WorkersOption = typer.Option(None, help="Decoding worker processes.")
 
 def encoder_choice(backbone, pooling, gem_p, size, multiscale, weights, encoder_file: Optional[Path]) -> EncoderChoice:
     """The encoder the options ask for; an encoder file excludes the other encoder options."""
-    from cbir.cli import encoder_spec_from_options
+    from cbir.evaluation.descriptors import EncoderChoice
 
     spec = encoder_spec_from_options(backbone, pooling, gem_p, size, multiscale, weights)
     if encoder_file is not None:
@@ -67,7 +73,7 @@ def run_protocol(
     workers: Optional[int],
 ) -> None:
     """Build the benchmark, evaluate it with a progress bar, print and write the results."""
-    from cbir.cli import user_errors
+    from cbir.evaluation.benchmark import WhiteningPlan, evaluate
 
     with user_errors():
         choice = encoder_choice(*choice_options)
@@ -77,8 +83,7 @@ def run_protocol(
             result = evaluate(benchmark, choice, reranking, whitening, cache, batch_size, workers, update)
         print_result(result)
         if json_file is not None:
-            json_file.parent.mkdir(parents=True, exist_ok=True)
-            json_file.write_text(json.dumps(result.to_dict(), indent=2))
+            write_json(json_file, result.to_dict())
             console.print(f"metrics written to {json_file}")
         if report is not None:
             from cbir.evaluation.report import write_report
@@ -93,13 +98,13 @@ def print_result(result: EvaluationResult) -> None:
         title = f"{result.protocol}: {result.config['queries']} queries, {result.config['database']} database images"
     else:
         title = f"{result.protocol}: {result.config['pairs']} pairs in {result.config['folds']} folds"
-    console.print(f"[bold]{title}[/bold]", soft_wrap=True)
+    results.print(f"[bold]{title}[/bold]", soft_wrap=True)
     table = Table()
     table.add_column("metric")
     table.add_column("value", justify="right")
     for name, value in result.metrics.items():
         table.add_row(name, "n/a" if math.isnan(value) else (f"{value:.3f}" if name == "N-S" else f"{value:.2f}"))
-    console.print(table)
+    results.print(table)
     lines = ["encoder: " + ", ".join(f"{key} {value}" for key, value in result.config["encoder"].items() if value is not None)]
     if "whitening" in result.config:
         whitening = result.config["whitening"]
@@ -108,11 +113,13 @@ def print_result(result: EvaluationResult) -> None:
         if key in result.config:
             lines.append(f"{name}: {result.config[key]['neighbours']} neighbours, alpha {result.config[key]['alpha']:g}")
     lines.append(", ".join(f"{step.replace('_', ' ')} {value:.2f} s" for step, value in result.config["seconds"].items()))
-    lines += [f"[yellow]skipped[/yellow] {path}: {reason}" for path, reason in result.skipped[:10]]
-    if len(result.skipped) > 10:
-        lines.append(f"[yellow]... and {len(result.skipped) - 10} more skipped[/yellow]")
-    lines += [f"[yellow]note:[/yellow] {note}" for note in result.notes]
     for line in lines:
+        results.print(line, soft_wrap=True, highlight=False)
+    warnings = [f"[yellow]skipped[/yellow] {path}: {reason}" for path, reason in result.skipped[:10]]
+    if len(result.skipped) > 10:
+        warnings.append(f"[yellow]... and {len(result.skipped) - 10} more skipped[/yellow]")
+    warnings += [f"[yellow]note:[/yellow] {note}" for note in result.notes]
+    for line in warnings:
         console.print(line, soft_wrap=True, highlight=False)
 
 
@@ -260,6 +267,7 @@ def pairs(
     suffix: str = typer.Option(".jpg", help="Image file suffix for LFW-format names."),
     faces: bool = typer.Option(False, "--faces", help="Embed faces (detect, align, 128-d face descriptor) instead of whole images."),
     tta: Optional[str] = typer.Option(None, "--tta", help="With --faces: test-time views none, flip (the default), jitter (8 views, 4x slower) or jitter32 (32 random views, 16x slower)."),
+    face_encoder: Optional[str] = typer.Option(None, "--face-encoder", help="With --faces: dlib_resnet_v1 (the default), mobilefacenet or fusion."),
     far: float = typer.Option(1e-3, help="False-accept rate for the TAR@FAR figure."),
     backbone: Optional[str] = BackboneOption,
     pooling: Optional[str] = PoolingOption,
@@ -274,20 +282,57 @@ def pairs(
     workers: Optional[int] = WorkersOption,
 ) -> None:
     """Verification: k-fold accuracy (threshold from the other folds), ROC AUC and TAR@FAR."""
-    from cbir.cli import user_errors
     from cbir.evaluation.protocols import evaluate_pairs
 
     with user_errors():
         options = (backbone, pooling, gem_p, size, multiscale, weights, encoder)
         if faces and any(option is not None for option in options):
             raise ValueError("--faces uses the face encoder: drop the image encoder options")
-        if tta is not None and not faces:
-            raise ValueError("--tta sets the test-time views of faces: add --faces")
+        if (tta is not None or face_encoder is not None) and not faces:
+            raise ValueError("--tta and --face-encoder are face options: add --faces")
         choice = None if faces else encoder_choice(*options)
         with progress_bar("embedding") as update:
-            result = evaluate_pairs(pairs_file, images, suffix, choice, far, cache, batch_size, workers, update, face_tta=tta)
+            result = evaluate_pairs(pairs_file, images, suffix, choice, far, cache, batch_size, workers, update, face_tta=tta, face_encoder=face_encoder)
         print_result(result)
         if json_file is not None:
-            json_file.parent.mkdir(parents=True, exist_ok=True)
-            json_file.write_text(json.dumps(result.to_dict(), indent=2))
+            write_json(json_file, result.to_dict())
+            console.print(f"metrics written to {json_file}")
+
+
+@evaluate_app.command()
+def objects(
+    data: Path = typer.Argument(..., help="Folder of the photos; file names in --objects are relative to it."),
+    objects_file: Path = typer.Option(..., "--objects", help="CSV, one row per box: filename, class_name, xmin, ymin, xmax, ymax[, difficult] (VOC 1-based pixels)."),
+    detector: Optional[str] = typer.Option(None, "--detector", help="yolox-nano (default, shipped) or a YOLOX / YOLOv8 ONNX file."),
+    detector_format: Optional[str] = typer.Option(None, "--detector-format", help="yolox, yolox-decoded or yolov8 (default: from the model's output shape)."),
+    regions: str = typer.Option("crop", "--regions", help="crop: re-encode each box (default: better on voc_dev); pooled: from the feature map of the photo's one forward pass."),
+    min_score: float = typer.Option(0.3, "--min-score", help="Lowest detector score of an indexed region."),
+    max_regions: int = typer.Option(100, "--max-regions", help="Most regions per photo (best scores first)."),
+    min_box: float = typer.Option(8.0, "--min-box", help="Drop detected boxes whose shorter side is below this many pixels."),
+    backbone: Optional[str] = BackboneOption,
+    pooling: Optional[str] = PoolingOption,
+    gem_p: Optional[float] = GemOption,
+    size: Optional[int] = SizeOption,
+    multiscale: Optional[bool] = MultiscaleOption,
+    weights: Optional[Path] = WeightsOption,
+    encoder: Optional[Path] = EncoderFileOption,
+    json_file: Optional[Path] = JsonOption,
+    batch_size: int = BatchOption,
+) -> None:
+    """Object-level retrieval: object and multi-class queries, whole-image vs region index, and the detector's AP50."""
+    from cbir.detectors import DetectionSettings, load_detector
+    from cbir.evaluation.objects import evaluate_objects
+
+    with user_errors():
+        choice = encoder_choice(backbone, pooling, gem_p, size, multiscale, weights, encoder)
+        settings = DetectionSettings(score_threshold=min_score, max_boxes=max_regions, min_size=min_box)
+        try:
+            found = load_detector(detector, settings, detector_format)
+        except ImportError as error:
+            raise ValueError(str(error)) from None
+        with progress_bar("detecting and describing") as update:
+            result = evaluate_objects(data, objects_file, choice.build(), choice.describe(), found, regions, batch_size, update)
+        print_result(result)
+        if json_file is not None:
+            write_json(json_file, result.to_dict())
             console.print(f"metrics written to {json_file}")

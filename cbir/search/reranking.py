@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 from PIL import Image
 
-from cbir.evaluation.ranking import nearest
+from cbir.search.ranking import nearest
 
 if TYPE_CHECKING:
     from cbir.collection.collection import Collection, SearchResult

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.table import Table
 
-from cbir.training.losses import LOSSES, MINERS
-from cbir.training.validation import MODES
+from cbir.commands.common import print_json, registry_option, results, user_errors
 
 
 def train(
@@ -18,10 +16,10 @@ def train(
     out: Path = typer.Option(..., "--out", "-o", help="Encoder file to write (the best epoch); a checkpoint and a curves PNG go beside it."),
     labels: Optional[Path] = typer.Option(None, help="CSV of filename,class rows for the images under DATA."),
     split: str = typer.Option("train", help="MedMNIST split to train on (its 'val' split validates)."),
-    loss: str = typer.Option("contrastive", help=f"One of {', '.join(LOSSES)}."),
+    loss: str = registry_option("contrastive", "cbir.training.losses:LOSSES", "Loss."),
     margin: Optional[float] = typer.Option(None, help="Triplet margin (default 0.1) or contrastive negative margin (default 0.7)."),
     pos_margin: float = typer.Option(0.0, help="Contrastive positive margin."),
-    miner: str = typer.Option("auto", help=f"auto (batch-hard with labels), or one of {', '.join(MINERS)}."),
+    miner: str = registry_option("auto", "cbir.training.losses:MINERS", "Miner (auto: batch-hard with labels).", extra=("auto",)),
     epochs: int = typer.Option(10, help="Most epochs to train."),
     batch_size: int = typer.Option(32, help="Images per batch."),
     m_per_class: int = typer.Option(4, help="Images of each class drawn together into a batch."),
@@ -32,7 +30,7 @@ def train(
     dim: Optional[int] = typer.Option(None, help="Output dimension of the whitening layer."),
     views: int = typer.Option(3, help="Views cached per training image when the bottom is frozen (1 plain + augmented)."),
     augment: bool = typer.Option(True, "--augment/--no-augment", help="Random crops, flips and colour changes."),
-    val: str = typer.Option("auto", help=f"Validation: {', '.join(MODES)} (auto: held-out classes with 10+ classes, else held-out images)."),
+    val: str = registry_option("auto", "cbir.training.validation:MODES", "Validation (auto: held-out classes with 10+ classes, else held-out images)."),
     val_fraction: float = typer.Option(0.2, help="Share of classes, images or tuples held out."),
     monitor: Optional[str] = typer.Option(None, help="Metric for the best epoch and early stopping: P@1, MAP@R (default), mAP."),
     patience: int = typer.Option(4, help="Stop after this many epochs without improvement."),
@@ -48,8 +46,6 @@ def train(
     as_json: bool = typer.Option(False, "--json", help="Print the run's history as JSON."),
 ) -> None:
     """Fine-tune an encoder (contrastive or triplet loss) and write it as an encoder file for --encoder."""
-    from cbir.cli import user_errors
-    from cbir.progress import console
     from cbir.training.data import load_training_data
     from cbir.training.trainer import TrainConfig
     from cbir.training.trainer import train as run_training
@@ -65,8 +61,7 @@ def train(
         training_data = load_training_data(data, labels, split)
         result = run_training(config, training_data, out, resume=resume, quiet=as_json)
     if as_json:
-        typer.echo(json.dumps({"out": str(out), "best_epoch": result.best_epoch, "seconds": result.seconds,
-                               "history": result.history}, indent=2))
+        print_json({"out": str(out), "best_epoch": result.best_epoch, "seconds": result.seconds, "history": result.history})
         return
     table = Table(title=f"{out} ({result.seconds / 60:.1f} min)")
     table.add_column("")
@@ -75,6 +70,6 @@ def train(
         table.add_column(name, justify="right")
     table.add_row("starting encoder", *(f"{result.baseline[name]:.2f}" for name in names))
     table.add_row(f"best (epoch {result.best_epoch})", *(f"{result.best[name]:.2f}" for name in names))
-    console.print(table)
-    console.print(f"curves: {result.outputs.curves}   checkpoint: {result.outputs.checkpoint}")
-    console.print(f"use it: cbir index DIR --collection C --encoder {out}")
+    results.print(table)
+    results.print(f"curves: {result.outputs.curves}   checkpoint: {result.outputs.checkpoint}")
+    results.print(f"use it: cbir index DIR --collection C --encoder {out}")

@@ -2,41 +2,36 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-import numpy as np
 import typer
 from rich.table import Table
 
-from cbir.collection.collection import Collection
-from cbir.faces.analyzer import FaceAnalyzer, FaceSpec
-from cbir.faces.detection import DETECTORS
-from cbir.faces.calibration import DEFAULT_SOURCE, DEFAULT_THRESHOLD
-from cbir.faces.people import People, Threshold, verify_faces
-from cbir.faces.pipeline import FACE_SPACE, FacePipeline
+from cbir.commands.common import App, CollectionOption, print_json, print_report, registry_option, results, user_errors
 from cbir.progress import console, progress_bar
 
-faces_app = typer.Typer(help="Face recognition: enrol people, identify and verify faces, calibrate the threshold.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from cbir.faces.analyzer import FaceSpec
 
-CollectionOption = typer.Option(..., "--collection", "-c", help="Collection directory.")
-DetectorOption = typer.Option("hog", "--detector", help=f"Face detector: {', '.join(DETECTORS)} (yunet needs --detector-model).")
+faces_app = App(help="Face recognition: enrol people, identify and verify faces, calibrate the threshold.", no_args_is_help=True)
+
+DetectorOption = registry_option("hog", "cbir.faces.detection:DETECTORS", "Face detector (yunet needs --detector-model).", "--detector")
 DetectorModelOption = typer.Option(None, "--detector-model", help="YuNet ONNX file (or its folder).")
 UpsampleOption = typer.Option(1, "--upsample", help="dlib detectors: double the image this many times to find faces under 80 px (2 for faces of ~20-40 px).")
+EncoderOption = typer.Option(
+    None, "--face-encoder",
+    help="Face encoder: dlib_resnet_v1 (the default), mobilefacenet or fusion (both); a collection keeps the one it was built with.",
+)
 ThresholdOption = typer.Option(None, "--threshold", help="Similarity a match needs (default: the calibrated one).")
 CropsOption = typer.Option(False, "--crops", help="Images are face photos centred on their subject (as in LFW or ORL): take the face covering the centre, else the centre itself.")
 JsonOption = typer.Option(False, "--json", help="Print JSON.")
 
 
-def _spec(detector: str, detector_model: Optional[Path], upsample: int) -> FaceSpec:
-    return FaceSpec(detector=detector, upsample=upsample, detector_model=str(detector_model) if detector_model else None)
+def _spec(detector: str, detector_model: Optional[Path], upsample: int, encoder: Optional[str] = None) -> FaceSpec:
+    from cbir.faces.analyzer import FaceSpec
 
-
-def _errors():
-    from cbir.cli import user_errors
-
-    return user_errors()
+    return FaceSpec(detector=detector, upsample=upsample, detector_model=str(detector_model) if detector_model else None, encoder=encoder)
 
 
 def index_faces(
@@ -51,9 +46,11 @@ def index_faces(
     index_type: str = "Flat",
 ) -> None:
     """Index every face of the photos under ``directories`` and report the counts."""
-    from cbir.cli import print_report
+    from cbir.collection.collection import Collection
+    from cbir.faces.people import People
+    from cbir.faces.pipeline import FacePipeline
 
-    with _errors():
+    with user_errors():
         store = Collection.open_or_create(collection, encoder, index_type)
         with store:
             people = People(store, spec)
@@ -61,10 +58,10 @@ def index_faces(
             with progress_bar("finding faces", enabled=not as_json) as update:
                 report = store.add(directories, pipeline=pipeline, sync=sync, batch_size=batch_size, workers=workers, progress=update)
     if as_json:
-        typer.echo(json.dumps({**report.to_dict(), "faces": vars(pipeline.counts)}, indent=2))
+        print_json({**report.to_dict(), "faces": vars(pipeline.counts)})
     else:
         print_report(report)
-        console.print(pipeline.counts.describe())
+        results.print(pipeline.counts.describe())
 
 
 def search_faces(
@@ -72,7 +69,13 @@ def search_faces(
     grid: Optional[Path] = None, spec: FaceSpec | None = None,
 ) -> None:
     """Photos of the collection that contain the people whose faces are in ``image``."""
-    with _errors(), Collection.open(collection) as store:
+    import numpy as np
+
+    from cbir.collection.collection import Collection
+    from cbir.faces.people import People
+    from cbir.faces.pipeline import FACE_SPACE
+
+    with user_errors(), Collection.open(collection) as store:
         if FACE_SPACE not in store.manifest.spaces:
             raise ValueError(f"{collection} holds no faces: index photos with 'cbir index DIR --faces -c {collection}'")
         analyzer = People(store, spec).analyzer
@@ -89,19 +92,19 @@ def search_faces(
             result_grid(draw_box(load_image(image), scan.faces[0].box), per_face[0], grid)
     if as_json:
         faces = [
-            {"box": [round(v, 1) for v in face.box], "results": [r.to_dict() for r in results]}
-            for face, results in zip(scan.faces, per_face)
+            {"box": [round(v, 1) for v in face.box], "results": [hit.to_dict() for hit in hits]}
+            for face, hits in zip(scan.faces, per_face)
         ]
-        typer.echo(json.dumps({"query": str(image), "faces": faces}, indent=2))
+        print_json({"query": str(image), "faces": faces})
         return
-    for number, (face, results) in enumerate(zip(scan.faces, per_face), start=1):
+    for number, (face, hits) in enumerate(zip(scan.faces, per_face), start=1):
         table = Table(title=f"face {number} at {tuple(round(v) for v in face.box)}")
         for column in ("rank", "similarity", "photo", "box", "labels"):
             table.add_column(column, overflow="fold")
-        for result in results:
+        for result in hits:
             box = tuple(round(v) for v in result.box) if result.box else ""
             table.add_row(str(result.rank), f"{result.score:.4f}", result.uri, str(box), ", ".join(result.labels))
-        console.print(table)
+        results.print(table)
     if grid is not None:
         console.print(f"grid written to {grid}")
 
@@ -125,12 +128,13 @@ def index_command(
     detector: str = DetectorOption,
     detector_model: Optional[Path] = DetectorModelOption,
     upsample: int = UpsampleOption,
+    face_encoder: Optional[str] = EncoderOption,
     sync: bool = typer.Option(False, "--sync", help="Also remove faces of photos that were deleted."),
     workers: Optional[int] = typer.Option(None, help="Worker processes (default: one per core, up to 4)."),
     as_json: bool = JsonOption,
 ) -> None:
     """Index every face of the photos (as 'cbir index --faces', with detector choices)."""
-    index_faces(directories, collection, _spec(detector, detector_model, upsample), sync=sync, workers=workers, as_json=as_json)
+    index_faces(directories, collection, _spec(detector, detector_model, upsample, face_encoder), sync=sync, workers=workers, as_json=as_json)
 
 
 @faces_app.command()
@@ -141,26 +145,27 @@ def enroll(
     detector: str = DetectorOption,
     detector_model: Optional[Path] = DetectorModelOption,
     upsample: int = UpsampleOption,
+    face_encoder: Optional[str] = EncoderOption,
     crops: bool = CropsOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Enrol a person from one or more photos."""
-    from cbir.cli import print_report
+    from cbir.collection.collection import Collection
+    from cbir.faces.people import People
 
-    with _errors():
+    with user_errors():
         with Collection.open_or_create(collection) as store:
-            people = People(store, _spec(detector, detector_model, upsample))
+            people = People(store, _spec(detector, detector_model, upsample, face_encoder))
             with progress_bar(f"enrolling {name}", enabled=not as_json) as update:
                 result = people.enroll(name, images, crops, progress=update)
             total = people.people().get(result.name, 0)
     if as_json:
-        data = {**result.report.to_dict(), "name": result.name, "photos_enrolled": total, "notes": result.notes}
-        typer.echo(json.dumps(data, indent=2))
+        print_json({**result.report.to_dict(), "name": result.name, "photos_enrolled": total, "notes": result.notes})
         return
     print_report(result.report)
     for uri, note in result.notes:
         console.print(f"[yellow]{uri}: {note}[/yellow]")
-    console.print(f"{result.name}: {total} photo{'s' if total != 1 else ''} enrolled")
+    results.print(f"{result.name}: {total} photo{'s' if total != 1 else ''} enrolled")
 
 
 @faces_app.command()
@@ -172,11 +177,15 @@ def identify(
     detector: str = DetectorOption,
     detector_model: Optional[Path] = DetectorModelOption,
     upsample: int = UpsampleOption,
+    face_encoder: Optional[str] = EncoderOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Name every face of IMAGE (or 'unknown' below the threshold)."""
-    with _errors(), Collection.open(collection) as store:
-        people = People(store, _spec(detector, detector_model, upsample))
+    from cbir.collection.collection import Collection
+    from cbir.faces.people import People
+
+    with user_errors(), Collection.open(collection) as store:
+        people = People(store, _spec(detector, detector_model, upsample, face_encoder))
         found, scan, in_force = people.identify(image, threshold)
         if annotate is not None:
             from cbir.faces.annotate import annotate_faces
@@ -184,8 +193,7 @@ def identify(
 
             annotate_faces(load_image(image), found, annotate)
     if as_json:
-        data = {"image": str(image), "threshold": in_force.to_dict(), "found": scan.describe(), "faces": [f.to_dict() for f in found]}
-        typer.echo(json.dumps(data, indent=2))
+        print_json({"image": str(image), "threshold": in_force.to_dict(), "found": scan.describe(), "faces": [f.to_dict() for f in found]})
         return
     table = Table(title=f"{image}: {scan.describe()}")
     for column in ("face", "box", "name", "similarity", "closest enrolled"):
@@ -194,8 +202,8 @@ def identify(
         colour = "green" if item.name else "red"
         box = str(tuple(round(v) for v in item.face.box))
         table.add_row(str(number), box, f"[{colour}]{item.label}[/{colour}]", f"{item.similarity:.4f}", item.candidate or "")
-    console.print(table)
-    console.print(f"threshold: similarity >= {in_force.describe()}")
+    results.print(table)
+    results.print(f"threshold: similarity >= {in_force.describe()}")
     if annotate is not None:
         console.print(f"annotated picture written to {annotate}")
 
@@ -209,24 +217,31 @@ def verify(
     detector: str = DetectorOption,
     detector_model: Optional[Path] = DetectorModelOption,
     upsample: int = UpsampleOption,
+    face_encoder: Optional[str] = EncoderOption,
     crops: bool = CropsOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Are the largest faces of two photos the same person?"""
-    spec = _spec(detector, detector_model, upsample)
-    with _errors():
+    from cbir.collection.collection import Collection
+    from cbir.faces.analyzer import FaceAnalyzer
+    from cbir.faces.calibration import DEFAULT_SOURCE
+    from cbir.faces.people import People, Threshold, verify_faces
+
+    spec = _spec(detector, detector_model, upsample, face_encoder)
+    with user_errors():
         if collection is not None:
             with Collection.open(collection) as store:
                 result = People(store, spec).verify(first, second, threshold, crops)
         else:
-            in_force = Threshold(threshold, "given explicitly") if threshold is not None else Threshold(DEFAULT_THRESHOLD, DEFAULT_SOURCE)
-            result = verify_faces(FaceAnalyzer(spec), first, second, in_force, crops)
+            analyzer = FaceAnalyzer(spec)
+            in_force = Threshold(threshold, "given explicitly") if threshold is not None else Threshold(analyzer.encoder.default_threshold, DEFAULT_SOURCE)
+            result = verify_faces(analyzer, first, second, in_force, crops)
     if as_json:
-        typer.echo(json.dumps({"first": str(first), "second": str(second), **result.to_dict()}, indent=2))
+        print_json({"first": str(first), "second": str(second), **result.to_dict()})
         return
     verdict = "[green]same person[/green]" if result.same else "[red]different people[/red]"
-    console.print(f"{verdict}: similarity {result.similarity:.4f} (distance {result.distance:.4f})")
-    console.print(f"threshold: similarity >= {result.threshold.describe()}")
+    results.print(f"{verdict}: similarity {result.similarity:.4f} (distance {result.distance:.4f})")
+    results.print(f"threshold: similarity >= {result.threshold.describe()}")
     for path, count in zip((first, second), result.faces):
         if count > 1:
             console.print(f"[yellow]{path}: {count} faces, compared the largest[/yellow]")
@@ -235,28 +250,34 @@ def verify(
 @faces_app.command("list")
 def list_people(collection: Path = CollectionOption, as_json: bool = JsonOption) -> None:
     """Enrolled people and their number of photos."""
-    with _errors(), Collection.open(collection) as store:
+    from cbir.collection.collection import Collection
+    from cbir.faces.people import People
+
+    with user_errors(), Collection.open(collection) as store:
         people = People(store)
         enrolled = people.people()
         in_force = people.threshold()
     if as_json:
-        typer.echo(json.dumps({"people": enrolled, "threshold": in_force.to_dict()}, indent=2))
+        print_json({"people": enrolled, "threshold": in_force.to_dict()})
         return
     table = Table(title=f"{len(enrolled)} people enrolled in {collection}")
     table.add_column("name")
     table.add_column("photos", justify="right")
     for name, count in enrolled.items():
         table.add_row(name, str(count))
-    console.print(table)
-    console.print(f"threshold: similarity >= {in_force.describe()}")
+    results.print(table)
+    results.print(f"threshold: similarity >= {in_force.describe()}")
 
 
 @faces_app.command()
 def remove(name: str = typer.Argument(..., help="Person to forget."), collection: Path = CollectionOption) -> None:
     """Forget an enrolled person."""
-    with _errors(), Collection.open(collection) as store:
+    from cbir.collection.collection import Collection
+    from cbir.faces.people import People
+
+    with user_errors(), Collection.open(collection) as store:
         removed = People(store).remove(name)
-    console.print(f"removed {name} ({removed} photo{'s' if removed != 1 else ''})")
+    results.print(f"removed {name} ({removed} photo{'s' if removed != 1 else ''})")
 
 
 @faces_app.command()
@@ -270,22 +291,26 @@ def calibrate(
     detector: str = DetectorOption,
     detector_model: Optional[Path] = DetectorModelOption,
     upsample: int = UpsampleOption,
+    face_encoder: Optional[str] = EncoderOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Choose the match threshold for a target false-accept rate and store it in the collection."""
-    with _errors():
+    from cbir.collection.collection import Collection
+    from cbir.faces.people import People
+
+    with user_errors():
         if (pairs is None) == (folder is None) or (pairs is not None and images is None):
             raise ValueError("give either --pairs FILE --images ROOT, or --folder DIR")
         with Collection.open_or_create(collection) as store:
-            people = People(store, _spec(detector, detector_model, upsample))
+            people = People(store, _spec(detector, detector_model, upsample, face_encoder))
             if pairs is not None:
                 calibration, report = people.calibrate_pairs(pairs, images, far, crops)
             else:
                 with progress_bar("encoding faces", enabled=not as_json) as update:
                     calibration, report = people.calibrate_folder(folder, far, crops, progress=update)
     if as_json:
-        typer.echo(json.dumps({"calibration": vars(calibration), "distance": calibration.distance, "report": report}, indent=2))
+        print_json({"calibration": vars(calibration), "distance": calibration.distance, "report": report})
         return
-    console.print(f"[green]stored[/green] {calibration.describe()}")
+    results.print(f"[green]stored[/green] {calibration.describe()}")
     if "accuracy" in report:
-        console.print(f"k-fold accuracy {report['accuracy']:.2f} %, ROC AUC {report['roc_auc']:.2f} % on these pairs")
+        results.print(f"k-fold accuracy {report['accuracy']:.2f} %, ROC AUC {report['roc_auc']:.2f} % on these pairs")

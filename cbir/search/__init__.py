@@ -1,0 +1,1 @@
+"""Search features on top of a collection: exhaustive cosine ranking, query expansion and DBA."""
