@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Optional
 import typer
 from rich.table import Table
 
-from cbir.collection.cli import doctor
 from cbir.commands import evaluate, serve, train
 from cbir.commands.common import (
     App,
@@ -27,6 +26,7 @@ from cbir.commands.common import (
     results,
     user_errors,
 )
+from cbir.commands.doctor import doctor
 from cbir.commands.faces import faces_app, index_faces, search_faces
 from cbir.encoders.spec import DEFAULT_BATCH_SIZE
 from cbir.progress import console, progress_bar
