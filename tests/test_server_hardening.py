@@ -41,13 +41,18 @@ def test_a_symlink_swapped_over_an_indexed_file_is_not_served(collection_path, t
     region = next(hit for hit in hits if hit["kind"] == "region" and hit["uri"].endswith("cat.jpg"))
     assert client.get(f"/items/{image['item_id']}/file").status_code == 200
     assert client.get(f"/items/{region['item_id']}/thumbnail").status_code == 200
+    original = Path(image["uri"]).read_bytes()  # the photo is shared with other tests' collections: put it back
     os.unlink(image["uri"])
     os.symlink(secret, image["uri"])
-    for item in (image, region):
-        for part in ("file", "thumbnail?size=64"):
-            response = client.get(f"/items/{item['item_id']}/{part}")
-            assert response.status_code == 409, (part, response.text)
-            assert b"do not serve me" not in response.content and "changed since it was indexed" in response.json()["detail"]
+    try:
+        for item in (image, region):
+            for part in ("file", "thumbnail?size=64"):
+                response = client.get(f"/items/{item['item_id']}/{part}")
+                assert response.status_code == 409, (part, response.text)
+                assert b"do not serve me" not in response.content and "changed since it was indexed" in response.json()["detail"]
+    finally:
+        os.unlink(image["uri"])
+        Path(image["uri"]).write_bytes(original)
 
 
 def test_a_read_only_collection_is_searched_and_refuses_changes(collection_path, monkeypatch):
