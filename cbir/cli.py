@@ -28,6 +28,7 @@ from cbir.commands.common import (
     results,
     user_errors,
 )
+from cbir.commands.doctor import doctor
 from cbir.commands.faces import faces_app, index_faces, search_faces
 from cbir.encoders.spec import DEFAULT_BATCH_SIZE
 from cbir.progress import console, progress_bar
@@ -197,6 +198,7 @@ def demo(
 
 app.add_typer(evaluate.evaluate_app, name="evaluate")
 app.command()(serve.serve)
+app.command()(doctor)
 app.command()(train.train)
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from cbir.collection.errors import CollectionError
+from cbir.collection.readonly import connect_read_only
 from cbir.core.items import Item
 from cbir.pipelines.sources import Stamp
 
@@ -58,7 +60,7 @@ CREATE INDEX IF NOT EXISTS items_source ON items (source_id);
 """
 
 
-class CatalogVersionError(RuntimeError):
+class CatalogVersionError(CollectionError):
     """A catalog written by a newer version of cbir."""
 
 
@@ -84,8 +86,15 @@ class SourceState:
 class Catalog:
     """Thin typed layer over the SQLite file."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, read_only: bool = False):
         self.path = Path(path)
+        if read_only:
+            self.connection = connect_read_only(self.path)
+            if self.connection.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+                raise CatalogVersionError(
+                    f"{self.path} has an older catalog schema: open the collection once with write access to upgrade it"
+                )
+            return
         self.connection = sqlite3.connect(self.path, timeout=60, check_same_thread=False, isolation_level=None)
         self.connection.execute("PRAGMA journal_mode=WAL")
         self.connection.execute("PRAGMA synchronous=NORMAL")
@@ -146,6 +155,14 @@ class Catalog:
             "INSERT INTO sources (uri, pipeline, members, content_hash, skip_reason, indexed_at) VALUES (?, ?, ?, NULL, ?, ?) "
             "ON CONFLICT (uri, pipeline) DO UPDATE SET members = excluded.members, skip_reason = excluded.skip_reason",
             (uri, pipeline, json.dumps(members), reason, time.time()),
+        )
+
+    def forget_skipped(self, uri: str, pipeline: str) -> None:
+        """Drop a skipped source that never gave items (its file is gone)."""
+        self.connection.execute(
+            "DELETE FROM sources WHERE uri = ? AND pipeline = ? AND skip_reason IS NOT NULL "
+            "AND NOT EXISTS (SELECT 1 FROM items WHERE items.source_id = sources.id)",
+            (uri, pipeline),
         )
 
     def remove_sources(self, source_ids: Iterable[int]) -> list[int]:

@@ -20,8 +20,12 @@ import numpy as np
 from filelock import FileLock
 from PIL import Image
 
+from cbir.collection import integrity
 from cbir.collection.catalog import Catalog, SourceState
+from cbir.collection.errors import CollectionError
+from cbir.collection.files import find_files
 from cbir.collection.manifest import FORMAT, Manifest, SpaceInfo
+from cbir.collection.readonly import ReadOnlyLock, is_writable
 from cbir.encoders.spec import DEFAULT_BATCH_SIZE, EncoderSpec
 from cbir.encoders.whitening import PCAWhitening
 from cbir.io.atomic import atomic_write
@@ -34,10 +38,6 @@ if TYPE_CHECKING:  # FAISS and the network load when a command searches or encod
 
 DEFAULT_PIPELINE = "image"  # what a new collection is created for unless told otherwise
 SAVE_EVERY_ITEMS = 5000
-
-
-class CollectionError(RuntimeError):
-    """A collection that cannot be created, opened or used as asked; the message says what to do."""
 
 
 @dataclass
@@ -90,11 +90,12 @@ ProgressCallback = Callable[[int, int], None]  # (files done in this step, files
 class Collection:
     """Items with vectors in one directory; use ``create`` or ``open``."""
 
-    def __init__(self, path: Path, manifest: Manifest):
+    def __init__(self, path: Path, manifest: Manifest, read_only: bool = False):
         self.path = path
         self.manifest = manifest
-        self.catalog = Catalog(path / "catalog.sqlite")
-        self.lock = FileLock(str(path / ".write.lock"))
+        self.read_only = read_only
+        self.catalog = Catalog(path / "catalog.sqlite", read_only=read_only)
+        self.lock = ReadOnlyLock(path) if read_only else FileLock(str(path / ".write.lock"))
         self._pipelines: dict[str, Pipeline] = {}
         self._requested_records: dict[str, dict] = {}  # a space's record as the caller has it (same identity, new paths)
         self._indexes: dict[str, VectorIndex] = {}
@@ -120,25 +121,45 @@ class Collection:
         pipeline = pipeline or PIPELINES.create(DEFAULT_PIPELINE, record=(encoder or EncoderSpec()).to_dict())
         record, dim = pipeline.space_record()
         effort = _space_effort(VectorIndex(index, dim), search_effort)  # fail now on a bad factory string or effort
-        path.mkdir(parents=True, exist_ok=True)
         manifest = Manifest({pipeline.space: SpaceInfo(pipeline.kind, record, dim, index, effort)}, pipeline.space)
-        manifest.save(path / "manifest.json")
+        with integrity.creating(path):
+            catalog = Catalog(path / "catalog.sqlite")
+            integrity.record_manifest(catalog.connection, manifest)
+            catalog.close()
+            manifest.save(path / "manifest.json")
         collection = cls(path, manifest)
         collection._pipelines[pipeline.space] = pipeline
         return collection
 
     @classmethod
-    def open(cls, path: str | Path, encoder: EncoderSpec | Encoder | None = None) -> "Collection":
+    def open(
+        cls, path: str | Path, encoder: EncoderSpec | Encoder | None = None, read_only: bool | None = None
+    ) -> "Collection":
         """Open an existing collection (migrating one of an older format); ``encoder``, when given, must be
         the one its default space was built with.
 
-        A loaded ``Encoder`` is used as it is rather than loaded again.
+        A loaded ``Encoder`` is used as it is rather than loaded again. ``read_only``
+        (by default: when the folder cannot be written) opens it for searching only.
         """
         path = Path(path).expanduser()
+        integrity.refuse_catalog_without_manifest(path)
         if not (path / "manifest.json").is_file():
             raise CollectionError(f"no collection at {path}: create one with 'cbir index DIR --collection {path}'")
-        collection = cls(path, Manifest.load(path / "manifest.json"))
-        if collection.manifest.format < FORMAT:
+        try:
+            manifest = Manifest.load(path / "manifest.json")
+        except (ValueError, KeyError, TypeError) as error:
+            raise CollectionError(
+                f"{path / 'manifest.json'} is damaged ({error}); {integrity.repair_hint(path)} restores it from the catalog"
+            ) from None
+        integrity.check_catalog_file(path)
+        read_only = not is_writable(path) if read_only is None else read_only
+        collection = cls(path, manifest, read_only)
+        try:
+            integrity.check_manifest(path, manifest, collection.catalog.connection, writable=not read_only)
+        except CollectionError:
+            collection.close()
+            raise
+        if collection.manifest.format < FORMAT and not read_only:
             collection._upgrade_manifest()
         if isinstance(encoder, EncoderSpec):
             collection.check_encoder(encoder)
@@ -155,7 +176,10 @@ class Collection:
     ) -> "Collection":
         """Open the collection at ``path`` (storing ``search_effort`` for its default space when given) or create it."""
         if not (Path(path).expanduser() / "manifest.json").is_file():
-            return cls.create(path, encoder, index, search_effort)
+            try:
+                return cls.create(path, encoder, index, search_effort)
+            except integrity.CollectionExistsError:
+                pass  # created by another process meanwhile
         collection = cls.open(path, encoder)
         if search_effort is not None:
             collection.set_search_effort(search_effort)
@@ -171,7 +195,12 @@ class Collection:
                 if info.search_effort is None:
                     info.search_effort = _space_effort(VectorIndex(info.index, info.dim), None)
             self.manifest.format = FORMAT
-            self.manifest.save(self.path / "manifest.json")
+            self._save_manifest()
+
+    def _save_manifest(self) -> None:
+        """Write the manifest, and its record in the catalog that later openings check it against."""
+        integrity.record_manifest(self.catalog.connection, self.manifest)
+        self.manifest.save(self.path / "manifest.json")
 
     def close(self) -> None:
         self.catalog.close()
@@ -225,7 +254,7 @@ class Collection:
         effort = _space_effort(VectorIndex(index, dim), search_effort)
         self.manifest.spaces[pipeline.space] = SpaceInfo(pipeline.kind, record, dim, index, effort)
         self.manifest.default_space = self.manifest.default_space or pipeline.space
-        self.manifest.save(self.path / "manifest.json")
+        self._save_manifest()
         self._pipelines[pipeline.space] = pipeline
 
     def set_search_effort(self, effort: int, space: str | None = None) -> None:
@@ -236,7 +265,7 @@ class Collection:
         info = self.space(space)
         with self.lock:
             info.search_effort = _space_effort(VectorIndex(info.index, info.dim), effort)
-            self.manifest.save(self.path / "manifest.json")
+            self._save_manifest()
         if space in self._indexes:
             self._indexes[space].set_search_effort(effort)
 
@@ -308,14 +337,15 @@ class Collection:
         index_path, meta_path = self._index_paths(space)
         dim = self._index_dim(space)
         index = None
-        if index_path.is_file() and meta_path.is_file():
-            meta = json.loads(meta_path.read_text())
+        meta = integrity.read_index_meta(meta_path) if index_path.is_file() else None
+        if meta is not None and integrity.index_file_is_ours(meta, index_path, self.catalog.connection):
             if meta.get("whitening") == self._whitening_stamp(space) and meta.get("factory") == info.index:
                 try:
                     index = VectorIndex.load(index_path, info.index, dim)
                 except (RuntimeError, ValueError):
                     index = None
-        if index is None:
+        rebuilt = index is None
+        if rebuilt:
             index = VectorIndex(info.index, dim)
         catalog_ids = self.catalog.item_ids(space)
         index_ids = index.ids()
@@ -326,14 +356,17 @@ class Collection:
         for ids, vectors in self.catalog.vectors(space, missing if len(missing) < len(catalog_ids) else None):
             index.add(ids, self._transform(space, vectors))
         index.train_if_possible()
-        if len(extra) or len(missing):
+        if len(extra) or len(missing) or (rebuilt and index_path.exists()):
             self._save_index(space, index)
         return index
 
     def _save_index(self, space: str, index: VectorIndex) -> None:
+        if self.read_only:
+            return
         index_path, meta_path = self._index_paths(space)
         index.save(index_path)
         meta = {"whitening": self._whitening_stamp(space), "factory": index.factory, "count": len(index)}
+        meta.update(integrity.index_stamp(index_path, self.catalog.connection))
         with atomic_write(meta_path) as stream:
             stream.write(json.dumps(meta).encode())
 
@@ -406,7 +439,10 @@ class Collection:
             if pipeline.space not in self.manifest.spaces:
                 self.add_space(pipeline)
             report = IndexReport()
-            sources = pipeline.sources(_files_under(roots, pipeline.accepts))
+            integrity.remove_files(integrity.stale_temporaries(self.path))
+            found = find_files(roots, pipeline.accepts)
+            report.skipped = list(found.skipped)
+            sources = pipeline.sources(found.files)
             known = self.catalog.sources(pipeline.name)
             todo: list[tuple[Source, Stamp]] = []
             for source in sources:
@@ -425,10 +461,11 @@ class Collection:
                     continue
                 todo.append((source, stamp))
             index = self.index(pipeline.space)
-            gone = self._gone_sources(roots, sources, known)
+            gone = _vanished_sources(roots, sources, known, indexed=True)
             if sync:
                 self._remove_source_ids(gone, pipeline.space)
                 report.removed = len(gone)
+                self.catalog.remove_sources(_vanished_sources(roots, sources, known, indexed=False))
             else:
                 report.gone = len(gone)
             if todo:
@@ -488,19 +525,6 @@ class Collection:
                 since_save = 0
             if progress is not None:
                 progress(done, len(todo))
-
-    @staticmethod
-    def _gone_sources(roots: list[Path], sources: list[Source], known: dict[str, SourceState]) -> list[int]:
-        """Ids of the indexed sources under ``roots`` that were not found again and whose members are all gone."""
-        present = {source.uri for source in sources}
-        return [
-            state.id
-            for uri, state in known.items()
-            if state.indexed
-            and uri not in present
-            and any(_is_within(Path(state.members[0][0]), root) for root in roots)
-            and not any(Path(member).exists() for member, _, _ in state.members)
-        ]
 
     def _remove_source_ids(self, source_ids: list[int], space: str) -> None:
         if not source_ids:
@@ -646,16 +670,18 @@ def _effort_name(factory: str) -> str | None:
     return "efSearch" if "HNSW" in factory else "nprobe" if "IVF" in factory else None
 
 
-def _files_under(roots: list[Path], accepts: Callable[[Path], bool]) -> list[Path]:
-    files: list[Path] = []
-    for root in roots:
-        if root.is_dir():
-            files += sorted(p for p in root.rglob("*") if p.is_file() and accepts(p))
-        elif root.exists():
-            files.append(root)
-        else:
-            raise CollectionError(f"{root} does not exist")
-    return list(dict.fromkeys(files))
+def _vanished_sources(roots: list[Path], sources: list, known: dict[str, SourceState], indexed: bool) -> list[int]:
+    """Ids of the known sources under ``roots`` (indexed ones, or skipped ones) that were not found again
+    and whose members are all gone."""
+    present = {source.uri for source in sources}
+    return [
+        state.id
+        for uri, state in known.items()
+        if state.indexed == indexed
+        and uri not in present
+        and any(_is_within(Path(state.members[0][0]), root) for root in roots)
+        and not any(Path(member).exists() for member, _, _ in state.members)
+    ]
 
 
 def _is_within(path: Path, root: Path) -> bool:

@@ -123,12 +123,9 @@ class VectorIndex:
 
         Missing hits have id -1.
         """
-        if not self.is_trained:
-            raise RuntimeError(
-                f"the {self.factory!r} index is not trained yet: it needs at least "
-                f"{self.min_training_vectors} vectors; add more items or use 'Flat'"
-            )
         queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if not self.is_trained:
+            return self._search_held(queries, k, allowed_ids)
         k = max(1, min(k, self.index.ntotal))
         if allowed_ids is None:
             return self.index.search(queries, k)
@@ -152,6 +149,22 @@ class VectorIndex:
         if self.effort_name == "efSearch":
             return int(self.inner.hnsw.efSearch)
         return int(faiss.try_extract_index_ivf(self.inner).nprobe) if self.effort_name == "nprobe" else None
+
+    def _search_held(self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Exact search over the vectors held until there are enough to train on (too few to need more)."""
+        ids = np.concatenate([np.empty(0, dtype=np.int64)] + [i for i, _ in self._pending])
+        vectors = np.concatenate([np.empty((0, self.dim), dtype=np.float32)] + [v for _, v in self._pending])
+        if allowed_ids is not None:
+            keep = np.isin(ids, allowed_ids)
+            ids, vectors = ids[keep], vectors[keep]
+        k = max(1, min(k, len(ids)))
+        scores = queries @ vectors.T
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        found_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+        found_ids = np.full((len(queries), k), -1, dtype=np.int64)
+        if len(ids):
+            found_scores, found_ids = np.take_along_axis(scores, order, axis=1), ids[order]
+        return found_scores, found_ids
 
     def set_search_effort(self, effort: int) -> None:
         """HNSW efSearch / IVF nprobe: higher is more exact and slower."""

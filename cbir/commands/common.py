@@ -14,6 +14,7 @@ import importlib
 import json
 import re
 import shutil
+import sqlite3
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Optional
@@ -95,6 +96,7 @@ EncoderFileOption = typer.Option(None, "--encoder", help="A fine-tuned encoder f
 def user_errors() -> Iterator[None]:
     """Turn the errors a user can fix into a red message on stderr and exit code 2."""
     from cbir.collection.collection import CollectionError
+    from cbir.collection.errors import describe_failure
     from cbir.encoders.errors import WeightsUnavailableError
     from cbir.io.images import ImageLoadError
 
@@ -106,6 +108,9 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(2) from None
     except (CollectionError, WeightsUnavailableError, ImageLoadError, ValueError) as error:
         console.print(f"[red]error:[/red] {error}", soft_wrap=True)
+        raise typer.Exit(2) from None
+    except (OSError, sqlite3.Error) as error:
+        console.print(f"[red]error:[/red] {describe_failure(error)}")
         raise typer.Exit(2) from None
 
 

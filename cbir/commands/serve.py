@@ -6,12 +6,15 @@ import errno
 import ipaddress
 import socket
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import typer
 
 from cbir.commands.common import CollectionOption, user_errors
 from cbir.progress import console
+
+WILDCARD_ADDRESSES = ("0.0.0.0", "::", "")
+LOOPBACK_NAMES = ["localhost", "127.0.0.1", "::1"]
 
 
 def _is_loopback(host: str) -> bool:
@@ -37,6 +40,17 @@ def port_in_use_message(host: str, port: int) -> str | None:
     return None
 
 
+def allowed_hosts(host: str, extra: Sequence[str]) -> tuple[str, ...] | None:
+    """The Host names to answer to: those given, the bound address, and localhost names on loopback;
+    None (any) for a wildcard address with no names given, whose names the server cannot know."""
+    if host in WILDCARD_ADDRESSES and not extra:
+        return None
+    names = [*extra] + ([] if host in WILDCARD_ADDRESSES else [host])
+    if _is_loopback(host):
+        names += LOOPBACK_NAMES
+    return tuple(dict.fromkeys(names))
+
+
 def serve(
     collection: Path = CollectionOption,
     host: str = typer.Option("127.0.0.1", help="Address to listen on; other machines reach it only if you say so."),
@@ -48,6 +62,9 @@ def serve(
     max_megapixels: float = typer.Option(50.0, help="Largest image, in millions of pixels."),
     cors_origin: Optional[list[str]] = typer.Option(
         None, help="Let pages from this origin call the API (repeatable); off by default."
+    ),
+    allowed_host: Optional[list[str]] = typer.Option(
+        None, help="A host name the server answers to (repeatable); default: the --host address, and localhost on loopback."
     ),
 ) -> None:
     """Serve a collection: a web page to search it by example, and a REST API (schema at /openapi.json)."""
@@ -68,12 +85,15 @@ def serve(
             max_upload_bytes=int(max_upload_mb * 1024 * 1024),
             max_pixels=int(max_megapixels * 1_000_000),
             cors_origins=tuple(cors_origin or ()),
+            allowed_hosts=allowed_hosts(host, allowed_host or ()),
         )
         console.print(f"loading {collection} ...")
         app = create_app(collection, token=token or None, settings=settings)
         items = app.state.service.info()["items"]
         writable = "uploads and removals need the token" if token else "read-only (no --token)"
         console.print(f"[green]serving {items} items[/green] at http://{host}:{port}/ - {writable}")
+        if settings.allowed_hosts is None:
+            console.print("[yellow]answering to any Host name: name the server with --allowed-host to refuse others[/yellow]")
         if not _is_loopback(host):
             console.print(
                 f"[yellow]{host} is reachable from other machines: anyone there can search the collection "

@@ -20,6 +20,17 @@ IMAGE_SUFFIXES = frozenset(
 )
 DEFAULT_MAX_PIXELS = 120_000_000
 
+EXIF_ORIENTATION = 0x0112
+UPRIGHT_TRANSPOSITIONS = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
 # The check on pixel count below replaces PIL's global bomb guard.
 Image.MAX_IMAGE_PIXELS = None
 
@@ -69,7 +80,7 @@ def load_image(
                     scale = min_side / min(width, height)
                     image.draft("RGB", (max(1, round(width * scale)), max(1, round(height * scale))))
                 image.load()
-                upright = to_rgb(ImageOps.exif_transpose(image))
+                upright = to_rgb(_upright_reduced(image, min_side) if min_side else ImageOps.exif_transpose(image))
     except ImageLoadError:
         raise
     except UnidentifiedImageError:
@@ -81,6 +92,24 @@ def load_image(
     turned = (upright.width > upright.height) != (width > height)
     upright.info["original_size"] = (height, width) if turned else (width, height)
     return upright
+
+
+def _upright_reduced(image: Image.Image, min_side: int) -> Image.Image:
+    """``image`` upright, first shrunk by a whole factor while its short side stays at least ``2 * min_side``.
+
+    Shrinking before turning and converting means no further full-size copy
+    is made: a 7000 x 7000 PNG needs its decoded pixels once, not three times.
+    """
+    factor = min(image.size) // (2 * min_side)
+    orientation = image.getexif().get(EXIF_ORIENTATION, 1)
+    if factor < 2:
+        return ImageOps.exif_transpose(image)
+    try:
+        reduced = image.reduce(factor)
+    except ValueError:
+        return ImageOps.exif_transpose(image)
+    turn = UPRIGHT_TRANSPOSITIONS.get(orientation)
+    return reduced.transpose(turn) if turn is not None else reduced
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

@@ -13,7 +13,8 @@ from fastapi.staticfiles import StaticFiles
 
 import cbir
 from cbir.server.errors import install_error_handlers
-from cbir.server.middleware import BodySizeLimit, SecurityHeaders
+from cbir.server.memory import return_freed_memory
+from cbir.server.middleware import BodySizeLimit, HostCheck, SecurityHeaders
 from cbir.server.routes import router
 from cbir.server.service import CollectionService
 from cbir.server.settings import ServerSettings
@@ -37,6 +38,7 @@ def create_app(
     ``cbir.server.auth.require_token``.
     """
     settings = settings or ServerSettings()
+    return_freed_memory()
     service = CollectionService(collection_path, settings)
 
     @contextlib.asynccontextmanager
@@ -76,4 +78,6 @@ def create_app(
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization"],
         )
+    if settings.allowed_hosts is not None:
+        app.add_middleware(HostCheck, allowed_hosts=settings.allowed_hosts)
     return app

@@ -49,3 +49,16 @@ class ReadWriteLock:
             with self._condition:
                 self._writing = False
                 self._condition.notify_all()
+
+
+@contextlib.contextmanager
+def held_within(lock: threading.Lock | threading.Semaphore, seconds: float, busy: str) -> Iterator[None]:
+    """Hold ``lock``, waiting at most ``seconds`` for it; past that, 503 with ``busy`` as the message."""
+    from cbir.server.errors import ApiError
+
+    if not lock.acquire(timeout=max(0.0, seconds)):
+        raise ApiError(503, busy, {"Retry-After": "5"})
+    try:
+        yield
+    finally:
+        lock.release()

@@ -82,3 +82,40 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class HostCheck:
+    """Answer only requests whose Host header names this server (421 otherwise).
+
+    A page on another site can make a browser send requests to a server on
+    127.0.0.1 under the site's own name (DNS rebinding); checking the Host
+    header against the names the server is known by stops them.
+    """
+
+    def __init__(self, app: ASGIApp, allowed_hosts: tuple[str, ...]):
+        self.app = app
+        self.allowed = {host.lower().strip("[]") for host in allowed_hosts}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        host = host_name(Headers(scope=scope).get("host", ""))
+        if host in self.allowed:
+            await self.app(scope, receive, send)
+            return
+        body = json.dumps(
+            {"detail": f"this server does not answer to the host name {host!r}; use one of {sorted(self.allowed)} "
+                       "or start it with --allowed-host"}
+        ).encode()
+        await send({"type": "http.response.start", "status": 421,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def host_name(header: str) -> str:
+    """The host of a Host header, lower-case, without port or IPv6 brackets."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1:].split("]", 1)[0]
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header

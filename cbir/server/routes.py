@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import mimetypes
 import time
 from pathlib import Path as FilePath
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, Response, UploadFile
-from fastapi.responses import FileResponse
+from fastapi.responses import StreamingResponse
+from starlette.background import BackgroundTask
 
 from cbir.collection.catalog import Item
 from cbir.io.images import ImageLoadError
@@ -17,12 +20,14 @@ from cbir.server.errors import ApiError
 from cbir.server.models import AddResponse, ErrorResponse, ItemDetails, RemoveResponse, SearchResponse
 from cbir.server.service import CollectionService
 from cbir.server.thumbnails import upright_size
-from cbir.server.uploads import read_upload, store_upload
+from cbir.server.uploads import read_upload
 
 MAX_ITEM_ID = 2**63 - 1
 ItemId = Annotated[int, Path(ge=1, le=MAX_ITEM_ID, description="An item id, as search results give it.")]
 ERRORS = {status: {"model": ErrorResponse} for status in (404, 413, 415, 422)}
 WRITE_ERRORS = {status: {"model": ErrorResponse} for status in (401, 403, 404, 409, 413, 415, 422, 503)}
+
+CHUNK = 1 << 20
 
 router = APIRouter()
 
@@ -88,9 +93,10 @@ def search(
         results = service.search_item(item_id, k, kinds, label)
         response.headers["Server-Timing"] = _timing(search=time.perf_counter() - started)
         return {"query": f"item:{item_id}", "results": [hit.to_dict() for hit in results]}
-    upload = read_upload(
-        image.file.read(), image.filename, settings.max_upload_bytes, settings.max_pixels, service.encoder.spec.image_size
-    )
+    with service.decoding():
+        upload = read_upload(
+            image.file.read(), image.filename, settings.max_upload_bytes, settings.max_pixels, service.encoder.spec.image_size
+        )
     decoded = time.perf_counter()
     vector = service.encode(upload.image)
     encoded = time.perf_counter()
@@ -104,13 +110,6 @@ def search(
 @router.get("/items/{item_id}", response_model=ItemDetails, responses=ERRORS, summary="One item of the collection")
 def get_item(service: Service, item_id: ItemId) -> ItemDetails:
     return item_details(service.item(item_id))
-
-
-def _existing_file(item: Item) -> FilePath:
-    path = FilePath(item.uri)
-    if not path.is_file():
-        raise ApiError(404, f"the file of item {item.id} is no longer at {item.uri}; re-index the collection")
-    return path
 
 
 @router.get(
@@ -130,28 +129,43 @@ def get_thumbnail(
     if size > settings.max_thumbnail_size:
         raise ApiError(422, f"size is {size}; thumbnails are at most {settings.max_thumbnail_size} pixels")
     item = service.item(item_id)
-    path = _existing_file(item)
-    tag = f'"{item.content_hash or item.id}-{size}-{path.stat().st_mtime_ns}"'
-    headers = {"ETag": tag, "Cache-Control": "no-cache"}
-    if request.headers.get("if-none-match") == tag:
-        return Response(status_code=304, headers=headers)
-    try:
-        data = request.app.state.thumbnails.get(path, size)
-    except ImageLoadError as error:
-        raise ApiError(415, f"item {item_id} has no picture to preview ({error})") from None
+    with service.files.open(item.id, item.uri, service.expected_hash(item)) as verified:
+        tag = f'"{item.content_hash or item.id}-{size}-{verified.stamp[3]}"'
+        headers = {"ETag": tag, "Cache-Control": "no-cache"}
+        if request.headers.get("if-none-match") == tag:
+            return Response(status_code=304, headers=headers)
+        try:
+            with service.decoding():
+                data = request.app.state.thumbnails.get(verified.stamp, size, verified.stream.read)
+        except ImageLoadError as error:
+            raise ApiError(415, f"item {item_id} has no picture to preview ({error})") from None
     return Response(data, media_type="image/jpeg", headers=headers)
 
 
 @router.get(
     "/items/{item_id}/file",
-    response_class=FileResponse,
-    responses={200: {"content": {"application/octet-stream": {}}}, **ERRORS},
-    summary="The original file an item comes from",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/octet-stream": {}}}, 409: {"model": ErrorResponse}, **ERRORS},
+    summary="The original file an item comes from, while it is still the file that was indexed",
 )
-def get_file(service: Service, item_id: ItemId) -> FileResponse:
-    path = _existing_file(service.item(item_id))
-    media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    return FileResponse(path, media_type=media_type, filename=path.name, content_disposition_type="inline")
+def get_file(service: Service, item_id: ItemId) -> StreamingResponse:
+    item = service.item(item_id)
+    opened = contextlib.ExitStack()
+    verified = opened.enter_context(service.files.open(item.id, item.uri, service.expected_hash(item)))
+    name = FilePath(item.uri).name
+    headers = {"Content-Length": str(verified.size), "Content-Disposition": inline_disposition(name)}
+    return StreamingResponse(
+        iter(lambda: verified.stream.read(CHUNK), b""),
+        media_type=mimetypes.guess_type(name)[0] or "application/octet-stream",
+        headers=headers,
+        background=BackgroundTask(opened.close),
+    )
+
+
+def inline_disposition(name: str) -> str:
+    """A Content-Disposition header showing the file in the browser under its own name."""
+    quoted = quote(name)
+    return f"inline; filename*=utf-8''{quoted}" if quoted != name else f'inline; filename="{name}"'
 
 
 @router.get("/info", summary="The collection: counts by kind, encoder, vector spaces; the server's limits")
@@ -179,10 +193,11 @@ def add_item(
     service: Service, response: Response, image: Annotated[UploadFile, File(description="The picture to add.")]
 ) -> AddResponse:
     settings = service.settings
-    upload = read_upload(
-        image.file.read(), image.filename, settings.max_upload_bytes, settings.max_pixels, service.encoder.spec.image_size
-    )
-    outcome = service.add_file(store_upload(upload, service.uploads))
+    with service.decoding():
+        upload = read_upload(
+            image.file.read(), image.filename, settings.max_upload_bytes, settings.max_pixels, service.encoder.spec.image_size
+        )
+    outcome = service.add_upload(upload)
     if not outcome.report.added:
         response.status_code = 200
     return AddResponse(added=outcome.report.added, items=[item_details(item) for item in outcome.items])

@@ -33,14 +33,20 @@ import torch
 from filelock import Timeout
 from PIL import Image
 
+from cbir.collection import integrity
 from cbir.collection.catalog import Item
 from cbir.collection.collection import Collection, CollectionError, IndexReport, SearchResult
 from cbir.encoders.encoder import Encoder
+from cbir.pipelines.image import ImagePipeline
 from cbir.server.errors import ApiError
-from cbir.server.locks import ReadWriteLock
+from cbir.server.filesafety import IndexedFiles
+from cbir.server.locks import ReadWriteLock, held_within
+from cbir.server.prepared import PreparedPipeline
 from cbir.server.settings import ServerSettings
+from cbir.server.uploads import Upload, store_upload
 
-UPLOADS_FOLDER = "uploads"
+UPLOADS_FOLDER = integrity.UPLOADS_FOLDER
+BUSY = "the server is busy with other requests; try again in a few seconds"
 log = logging.getLogger("cbir.server")
 
 
@@ -84,8 +90,14 @@ class CollectionService:
         self._model_threads = torch.get_num_threads()
         self._lock = ReadWriteLock()
         self._encoding = threading.Lock()
+        self._decoding = threading.BoundedSemaphore(self.settings.max_decodes)
+        self._writers = threading.BoundedSemaphore(self.settings.max_writers)
         self._changing = threading.Lock()
         self._checked_at = time.monotonic()
+        self.files = IndexedFiles()
+        self.read_only = collection.read_only
+        if not self.read_only:
+            self._remove_orphaned_uploads(collection)
 
     @property
     def uploads(self) -> Path:
@@ -97,9 +109,14 @@ class CollectionService:
             self._collection.close()
 
     # reading -----------------------------------------------------------------
+    def decoding(self) -> contextlib.AbstractContextManager[None]:
+        """A turn to decode an uploaded picture: at most ``settings.max_decodes`` at once, each waiting at
+        most ``settings.request_wait`` seconds, so that decoding memory stays bounded."""
+        return held_within(self._decoding, self.settings.request_wait, BUSY)
+
     def encode(self, image: Image.Image) -> np.ndarray:
-        """The raw descriptor of a query picture."""
-        with self._encoding:
+        """The raw descriptor of a query picture (waiting at most ``settings.request_wait`` for the network)."""
+        with held_within(self._encoding, self.settings.request_wait, BUSY):
             torch.set_num_threads(self._model_threads)
             return self.encoder.encode_images([image])[0]
 
@@ -124,6 +141,15 @@ class CollectionService:
             vector = collection.catalog.get_items([item_id], with_vectors=True)[item_id].vector
             return collection.search_vectors(vector[None], k, kinds, label, space)[0]
 
+    def expected_hash(self, item: Item) -> str | None:
+        """The content hash the item's file had when indexed (from a sibling item of the same file if needed)."""
+        if item.content_hash is not None:
+            return item.content_hash
+        with self._lock.read():
+            catalog = self._collection.catalog
+            siblings = catalog.get_items(catalog.item_ids_with_uri(item.uri)).values()
+        return next((sibling.content_hash for sibling in siblings if sibling.content_hash), None)
+
     def item(self, item_id: int) -> Item:
         """The catalog entry of an item; 404 when there is none."""
         self.refresh_if_changed()
@@ -140,13 +166,30 @@ class CollectionService:
             return self._collection.info()
 
     # writing -----------------------------------------------------------------
+    def _require_writable(self) -> None:
+        if self.read_only:
+            raise ApiError(403, f"the collection folder {self.path} is read-only here: it can be searched, not changed")
+
+    @contextlib.contextmanager
+    def _writer_turn(self) -> Iterator[None]:
+        """One of ``settings.max_writers`` places for changes; when all are taken, 503 at once, so that
+        waiting writers never hold the threads searches need."""
+        if not self._writers.acquire(blocking=False):
+            raise ApiError(503, "other changes to the collection are in progress; try again in a few seconds", {"Retry-After": "5"})
+        try:
+            yield
+        finally:
+            self._writers.release()
+
     @contextlib.contextmanager
     def _changing_collection(self) -> Iterator[Collection]:
-        """Exclusive use of the collection for a change, after the file lock other processes honour."""
-        with self._changing:
+        """Exclusive use of the collection for a change, after the file lock other processes honour;
+        the whole wait is at most ``settings.write_wait`` seconds."""
+        deadline = time.monotonic() + self.settings.write_wait
+        with held_within(self._changing, self.settings.write_wait, "another change to the collection is in progress; try again"):
             collection = self._collection
             try:
-                collection.lock.acquire(timeout=self.settings.write_wait)
+                collection.lock.acquire(timeout=max(0.0, deadline - time.monotonic()))
             except Timeout:
                 raise ApiError(
                     503, "another process is writing to this collection (cbir index?); try again when it has finished",
@@ -158,26 +201,37 @@ class CollectionService:
             finally:
                 collection.lock.release()
 
-    def add_file(self, path: Path) -> AddOutcome:
-        """Index one file of the collection's upload folder."""
+    def add_upload(self, upload: Upload) -> AddOutcome:
+        """Store an uploaded picture in the collection's upload folder and index it.
+
+        The descriptor is computed before the collection is locked; the locked part only records it.
+        """
+        self._require_writable()
         self.refresh_if_changed()
-        with self._changing_collection() as collection:
-            torch.set_num_threads(self._model_threads)
-            try:
-                report = collection.add([path])
-            except CollectionError as error:
-                raise ApiError(409, str(error)) from None
-            if report.skipped:
-                _delete_upload(path)
-                raise ApiError(422, f"the image could not be indexed: {report.skipped[0][1]}")
-            ids = collection.catalog.item_ids_with_uri(str(path.resolve()))
-            items = list(collection.catalog.get_items(ids).values())
-        return AddOutcome(report, items)
+        with self._writer_turn():
+            path = store_upload(upload, self.uploads)
+            with held_within(self._encoding, self.settings.request_wait, BUSY):
+                torch.set_num_threads(self._model_threads)
+                prepared = PreparedPipeline(ImagePipeline(self.encoder), path)
+            with self._changing_collection() as collection:
+                return self._record(collection, path, prepared)
+
+    def _record(self, collection: Collection, path: Path, prepared: PreparedPipeline) -> AddOutcome:
+        try:
+            report = collection.add([path], pipeline=prepared)
+        except CollectionError as error:
+            raise ApiError(409, str(error)) from None
+        if report.skipped:
+            _delete_upload(path)
+            raise ApiError(422, f"the image could not be indexed: {report.skipped[0][1]}")
+        ids = collection.catalog.item_ids_with_uri(str(path.resolve()))
+        return AddOutcome(report, list(collection.catalog.get_items(ids).values()))
 
     def remove(self, item_id: int) -> Item:
         """Remove an item; an uploaded file no item uses any more is deleted with it."""
+        self._require_writable()
         self.refresh_if_changed()
-        with self._changing_collection() as collection:
+        with self._writer_turn(), self._changing_collection() as collection:
             found = collection.catalog.get_items([item_id])
             if item_id not in found:
                 raise ApiError(404, f"there is no item {item_id} in this collection")
@@ -187,6 +241,23 @@ class CollectionService:
             if file.parent.parent == self.uploads and not collection.catalog.item_ids_with_uri(item.uri):
                 _delete_upload(file)
         return item
+
+    def _remove_orphaned_uploads(self, collection: Collection) -> None:
+        """Delete uploads a killed server stored but never indexed (only when no one else is writing)."""
+        candidates = integrity.orphaned_uploads(self.uploads, set())
+        if not candidates:
+            return
+        try:
+            collection.lock.acquire(timeout=0)
+        except Timeout:
+            return
+        try:
+            orphans = [file for file in candidates if not collection.catalog.item_ids_with_uri(str(file.resolve()))]
+            integrity.remove_uploads(orphans)
+        finally:
+            collection.lock.release()
+        if orphans:
+            log.warning("removed %d uploads that were never indexed (left by an interrupted server)", len(orphans))
 
     # following changes made by other processes --------------------------------
     def refresh_if_changed(self) -> bool:

@@ -15,6 +15,14 @@ class ServerSettings:
     lock on the collection before giving up with 503. ``search_threads`` is
     how many OpenMP threads one FAISS search may use: one serves concurrent
     requests far better than several contending for each small search.
+
+    ``max_decodes`` uploaded pictures are decoded at once (each may take
+    width x height x 4 bytes while it is decoded); a request waits at most
+    ``request_wait`` seconds for its turn to decode or to run the network,
+    then gets 503. At most ``max_writers`` uploads or removals are under way;
+    more get 503 at once, so that changes never take the threads searches
+    need. ``allowed_hosts``, when set, are the only Host names the server
+    answers to (against DNS rebinding); ``None`` accepts any.
     """
 
     max_upload_bytes: int = 20 * 1024 * 1024
@@ -27,6 +35,10 @@ class ServerSettings:
     write_wait: float = 5.0
     search_threads: int = 1
     cors_origins: tuple[str, ...] = ()
+    max_decodes: int = 2
+    request_wait: float = 10.0
+    max_writers: int = 2
+    allowed_hosts: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.max_upload_bytes < 1024:
@@ -35,6 +47,8 @@ class ServerSettings:
             raise ValueError("max_pixels must be positive")
         if self.max_k < 1:
             raise ValueError("max_k must be at least 1")
+        if self.max_decodes < 1 or self.max_writers < 1:
+            raise ValueError("max_decodes and max_writers must be at least 1")
         if self.search_threads < 1:
             raise ValueError("search_threads must be at least 1")
         if not 16 <= self.thumbnail_size <= self.max_thumbnail_size:

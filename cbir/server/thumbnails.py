@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import functools
 import io
+import threading
 import warnings
+from collections import OrderedDict
 from pathlib import Path
+from typing import Callable
 
 from PIL import Image
 
@@ -15,12 +17,9 @@ from cbir.io.images import load_image
 QUARTER_TURN_ORIENTATIONS = {5, 6, 7, 8}
 
 
-def render_thumbnail(path: str, stamp: tuple[int, int], size: int) -> bytes:
-    """JPEG bytes of the upright picture at ``path`` with its long side at most ``size``.
-
-    ``stamp`` (file size, mtime) is only part of the cache key: a changed file gets a new thumbnail.
-    """
-    image = load_image(path, min_side=size)
+def render_thumbnail(data: bytes, size: int) -> bytes:
+    """JPEG bytes of the upright picture in ``data`` with its long side at most ``size``."""
+    image = load_image(data, min_side=size)
     image.thumbnail((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=84, optimize=True)
@@ -28,15 +27,27 @@ def render_thumbnail(path: str, stamp: tuple[int, int], size: int) -> bytes:
 
 
 class ThumbnailCache:
-    """Thumbnails kept in memory, most recently used first, keyed by file, its stamp and the size."""
+    """Thumbnails kept in memory, most recently used first, keyed by a file version's stamp and the size."""
 
     def __init__(self, max_items: int):
-        self._render = functools.lru_cache(maxsize=max_items)(render_thumbnail)
+        self._items: OrderedDict[tuple, bytes] = OrderedDict()
+        self._max_items = max_items
+        self._guard = threading.Lock()
 
-    def get(self, path: Path, size: int) -> bytes:
-        """Thumbnail bytes; raises ``ImageLoadError`` for files that are not pictures."""
-        stat = path.stat()
-        return self._render(str(path), (stat.st_size, stat.st_mtime_ns), size)
+    def get(self, stamp: tuple, size: int, read: Callable[[], bytes]) -> bytes:
+        """Thumbnail bytes of the file version ``stamp``, rendered from ``read()`` when not cached;
+        raises ``ImageLoadError`` for files that are not pictures."""
+        key = (stamp, size)
+        with self._guard:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        data = render_thumbnail(read(), size)
+        with self._guard:
+            self._items[key] = data
+            while len(self._items) > self._max_items:
+                self._items.popitem(last=False)
+        return data
 
 
 def upright_size(path: Path) -> tuple[int, int] | None:
