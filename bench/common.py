@@ -21,7 +21,9 @@ def default_data() -> Path:
 
 def command_line() -> str:
     """The command that is running, as it would be typed from the repository root."""
-    module = Path(sys.argv[0]).resolve().parent.relative_to(REPOSITORY).as_posix().replace("/", ".")
+    script = Path(sys.argv[0]).resolve()
+    parts = script.parent.relative_to(REPOSITORY).parts + (() if script.stem == "__main__" else (script.stem,))
+    module = ".".join(parts)
     return " ".join(["python -m", module, *map(shlex.quote, sys.argv[1:])])
 
 
