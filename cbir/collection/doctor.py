@@ -12,6 +12,8 @@ never rewritten.
 
 from __future__ import annotations
 
+import json
+
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -154,15 +156,17 @@ def _check_index(collection, space: str, diagnosis: Diagnosis, repair: bool) -> 
 
 def _check_files(collection, diagnosis: Diagnosis) -> None:
     missing, changed, total = [], [], 0
-    for uri, size, mtime in collection.catalog.connection.execute("SELECT uri, size, mtime FROM sources"):
-        total += 1
-        try:
-            stat = Path(uri).stat()
-        except OSError:
-            missing.append(uri)
-            continue
-        if (stat.st_size, stat.st_mtime) != (size, mtime):
-            changed.append(uri)
+    indexed = collection.catalog.connection.execute("SELECT members FROM sources WHERE content_hash IS NOT NULL")
+    for (members,) in indexed:
+        for member, size, mtime in json.loads(members):
+            total += 1
+            try:
+                stat = Path(member).stat()
+            except OSError:
+                missing.append(member)
+                continue
+            if (stat.st_size, stat.st_mtime) != (size, mtime):
+                changed.append(member)
     if not missing and not changed:
         diagnosis.add("files", "ok", f"all {total} indexed files are there, unchanged")
         return
