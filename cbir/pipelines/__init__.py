@@ -33,4 +33,12 @@ def face_pipeline(record: dict, encoder=None) -> Pipeline:
     return FacePipeline.from_record(record, encoder)
 
 
+@PIPELINES.register("objects")
+def object_pipeline(record: dict, encoder=None) -> Pipeline:
+    """Whole images and their detected objects (``cbir.pipelines.objects``); ``encoder``: the record's ``Encoder``."""
+    from cbir.pipelines.objects import ObjectPipeline
+
+    return ObjectPipeline.from_record(record, encoder)
+
+
 __all__ = ["PIPELINES", "Pipeline", "Source", "SourceResult"]
