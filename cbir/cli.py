@@ -30,6 +30,7 @@ from cbir.commands.common import (
 )
 from cbir.commands.doctor import doctor
 from cbir.commands.faces import faces_app, index_faces, search_faces
+from cbir.commands.objects import DetectorFileOption, MaxBoxesOption, MinBoxOption, MinScoreOption, index_objects, search_objects
 from cbir.encoders.spec import DEFAULT_BATCH_SIZE
 from cbir.progress import console, progress_bar
 
@@ -60,8 +61,21 @@ def index(
     workers: Optional[int] = typer.Option(None, help="Decoding worker processes (default: the cores left free by the network's threads; 0 decodes in-process)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     faces: bool = typer.Option(False, "--faces", help="Index every face found (items of kind face, in the face space)."),
+    objects: bool = typer.Option(False, "--objects", help="Also index every object detected (items of kind region, beside the whole images)."),
+    detector: Optional[Path] = DetectorFileOption,
+    min_score: Optional[float] = MinScoreOption,
+    max_boxes: Optional[int] = MaxBoxesOption,
+    min_box: Optional[float] = MinBoxOption,
 ) -> None:
     """Index images into a collection; re-running adds only new or changed files."""
+    if objects or any(option is not None for option in (detector, min_score, max_boxes, min_box)):
+        with user_errors():
+            if not objects:
+                raise ValueError("--detector, --min-score, --max-boxes and --min-box set how --objects detects: add --objects")
+            spec = encoder_spec_from_options(backbone, pooling, gem_p, size, multiscale, weights, encoder)
+        return index_objects(
+            directories, collection, spec, detector, (min_score, max_boxes, min_box), index_type, search_effort, sync, batch_size, workers, as_json
+        )
     if faces:
         with user_errors():
             missing_inputs(directories)
@@ -95,19 +109,24 @@ def print_results(hits: list[SearchResult]) -> None:
 
 @app.command()
 def search(
-    image: Path = typer.Argument(..., help="Query image."),
+    image: Optional[Path] = typer.Argument(None, help="Query image (optional with --label: every object of that class)."),
     collection: Path = CollectionOption,
     k: int = typer.Option(10, "-k", min=1, help="Number of results (1 or more)."),
     kind: Optional[list[str]] = typer.Option(None, help="Only items of this kind (image, region, face, frame); repeatable."),
-    label: Optional[str] = typer.Option(None, help="Only items carrying this label."),
+    label: Optional[str] = typer.Option(None, help="Only items carrying this label (a detected object's class; without IMAGE: every object of that class)."),
     as_json: bool = typer.Option(False, "--json", help="Print results as JSON."),
     grid: Optional[Path] = typer.Option(None, help="Write the query and its results as one picture."),
     faces: bool = typer.Option(False, "--faces", help="Search with each face of IMAGE: photos of the same people."),
     qe: int = typer.Option(0, "--qe", help="alpha-query expansion with this many first hits (0: off)."),
     qe_alpha: float = typer.Option(3.0, "--qe-alpha", help="Weight hits by score**alpha in query expansion."),
     encoder: Optional[Path] = typer.Option(None, "--encoder", help="The collection's encoder file, where it has moved."),
+    objects: bool = typer.Option(False, "--objects", help="Search with each object detected in IMAGE; photos ranked by how many they hold."),
+    box: Optional[str] = typer.Option(None, "--box", help="Search with this part of IMAGE: x0,y0,x1,y1 in its pixels."),
+    match: Optional[str] = typer.Option(None, "--match", help="With --objects: any (photos holding the most query objects first) or all (only photos holding every one)."),
 ) -> None:
     """Find the items most similar to IMAGE."""
+    if image is None or objects or box is not None or match is not None:
+        return search_objects(image, collection, k, objects, box, label, match, as_json, grid)
     if faces:
         return search_faces(image, collection, k, label, as_json, grid)
     from cbir.collection.collection import Collection
