@@ -72,7 +72,7 @@ def _match(hit: SearchResult) -> dict:
     if hit.box is not None:
         data["box"] = [round(v, 1) for v in hit.box]
     if hit.kind == REGION_KIND and hit.labels:
-        data["label"] = hit.labels[0]
+        data["label"], data["labels"] = hit.labels[0], hit.labels
         if "score" in hit.metadata:
             data["detector_score"] = hit.metadata["score"]
     return data
