@@ -194,6 +194,7 @@ function itemFromHash() {
 // --- searching -------------------------------------------------------------------
 
 function describeQuery(query) {
+  if (query.title) return query.title;
   if (query.file) return query.file.name;
   return query.name ? `${query.name} (item ${query.itemId})` : `item ${query.itemId}`;
 }
@@ -213,7 +214,8 @@ async function search(query = state.query, accepted = null, pages = query === st
   const k = requestedK(pages);
   const form = new FormData();
   if (query.file) form.append("image", query.file, query.file.name || "query");
-  else form.append("item_id", String(query.itemId));
+  else if (query.itemId != null) form.append("item_id", String(query.itemId));
+  for (const [key, value] of Object.entries(query.fields || {})) form.append(key, value);
   form.append("k", String(k));
   if (elements.kind.value) form.append("kind", elements.kind.value);
   if (elements.label.value.trim()) form.append("label", elements.label.value.trim());
@@ -224,13 +226,14 @@ async function search(query = state.query, accepted = null, pages = query === st
   elements.status.textContent = "Searching…";
   const started = performance.now();
   try {
-    const {body} = await api("/search", {method: "POST", body: form, signal: controller.signal});
+    const {body} = await api(query.endpoint || "/search", {method: "POST", body: form, signal: controller.signal});
     if (controller !== state.running) return;
     const sameQuery = query === state.query;
     state.query = query;
     state.pages = pages;
     if (accepted) accepted(query);
     render(body.results, k, performance.now() - started, sameQuery);
+    document.dispatchEvent(new CustomEvent("cbir:searched", {detail: {query}}));
   } catch (error) {
     if (error.name === "AbortError") return;
     elements.status.textContent = shownStatus;
