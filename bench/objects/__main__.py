@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from bench.common import REPOSITORY, RESULTS, RunClock, command_line, default_data, machine_description, markdown_table
+from bench.objects.indexing import SECTION
 from cbir.detectors import DetectionSettings, load_detector
 from cbir.encoders.encoder import EncoderSpec, shared_encoder
 from cbir.encoders.regions import crop_box, describe_crops, describe_with_regions
@@ -258,6 +259,9 @@ def write_results(args, clock, objects, index, scores, rgb_ap, yolov8_ap, yolov8
     if skipped:
         lines += ["", f"Skipped: {len(skipped)} photos ({', '.join(str(p) for p, _ in skipped[:5])})."]
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    old = args.out.read_text(encoding="utf-8") if args.out.is_file() else ""
+    if SECTION in old:  # the indexing section, measured by bench.objects.indexing, stays
+        lines += ["", old[old.index(SECTION):].rstrip("\n")]
     args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     console.print(f"results written to {args.out}")
 
