@@ -180,6 +180,7 @@ def test_box_searches_with_one_part_and_label_lists_a_class(indexed, tmp_path):
         (["--label", "giraffe"], "classes found: "),
         (["--match", "all"], "add --objects"),
         (["--objects", "--box", "1,1,9,9"], "choose one"),
+        (["--objects", "--match", "most"], "any or all"),
     ],
 )
 def test_bad_object_queries_are_told(indexed, arguments, message):
@@ -191,6 +192,8 @@ def test_bad_object_queries_are_told(indexed, arguments, message):
 
 def test_objects_query_without_any_object_is_told(indexed):
     folder, collection = indexed
+    result = runner.invoke(app, ["search", "-c", str(collection)])
+    assert result.exit_code == 2 and "give a query IMAGE, or --label CLASS" in result.output
     result = runner.invoke(app, ["search", str(folder / "blank.jpg"), "-c", str(collection), "--objects"])
     assert result.exit_code == 2 and "no object found" in result.output
 

@@ -103,7 +103,8 @@ def search_objects(
     image: Optional[Path], collection: Path, k: int, objects: bool, box: Optional[str], label: Optional[str],
     match: Optional[str], as_json: bool, grid: Optional[Path],
 ) -> None:
-    """Search by the query's objects, by a part of it, or list every object of a class."""
+    """Search by the query's objects (``objects``), by a part of it (``box``), or list every object of class
+    ``label`` (no ``image``)."""
     from cbir.collection.collection import Collection
     from cbir.io.images import load_image
     from cbir.search import objects as search
@@ -117,6 +118,8 @@ def search_objects(
             raise ValueError("--objects searches with each detected object, --box with one part: choose one")
         if match is not None and not objects:
             raise ValueError("--match ranks photos by the query's objects: add --objects")
+        if match not in (None, *search.MATCHES):
+            raise ValueError(f"--match is any or all, not {match!r}")
         with Collection.open(collection) as store:
             query = load_image(image) if image is not None else None
             output: dict = {"query": str(image)} if image is not None else {"label": label}
@@ -137,13 +140,11 @@ def search_objects(
                     {**found.to_dict(), "results": [photo.to_dict() for photo in found_photos]}
                     for found, found_photos in zip(drawn, per_object)
                 ]
-            elif box:
+            else:
                 part = search.ObjectQueries(store).box(query, parse_box(box))
                 drawn = [part]
                 output["box"] = part.to_dict()["box"]
                 photos = search.search_photos(store, part.vector, k, label)[0]
-            else:
-                photos = search.search_photos(store, store.encode(query), k, label)[0]
             if grid is not None:
                 _write_grid(query, drawn, photos, label, grid.expanduser())
     output["results"] = [photo.to_dict() for photo in photos]
@@ -157,7 +158,7 @@ def search_objects(
     elif box:
         title = f"part {_box_text(drawn[0].box)} of the query"
     else:
-        title = f"photos with a {label}" if query is None else None
+        title = f"photos with a {label}"
     _print_photos(photos, title)
     if grid is not None:
         console.print(f"grid written to {grid}")
