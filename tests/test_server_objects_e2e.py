@@ -125,3 +125,21 @@ def test_object_endpoints_answer_bad_requests_clearly(server):
     assert httpx.post(f"{base}/objects/label", data={"label": "giraffe"}).status_code == 404
     assert "choose a class" in httpx.post(f"{base}/objects/label", data={}).json()["detail"]
     assert {"cup", "person", "cat"} <= set(httpx.get(f"{base}/objects/classes").json()["classes"])
+
+
+def test_an_upload_to_an_objects_collection_brings_its_objects(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from cbir.server.app import create_app
+
+    photos, collection = write_photos(tmp_path / "photos"), tmp_path / "collection"
+    (photos / "coffee.jpg").rename(tmp_path / "coffee.jpg")
+    command = [sys.executable, "-m", "cbir.cli", "index", str(photos), "-c", str(collection), "--objects", "--workers", "0"]
+    assert subprocess.run(command, capture_output=True, timeout=600).returncode == 0
+    client = TestClient(create_app(collection, token="t0ken"))
+    added = client.post(
+        "/items", files={"image": ("coffee.jpg", (tmp_path / "coffee.jpg").read_bytes(), "image/jpeg")}, headers={"Authorization": "Bearer t0ken"}
+    )
+    assert added.status_code == 201, added.text
+    kinds = {item["kind"]: item for item in added.json()["items"]}
+    assert set(kinds) == {"image", "region"} and "cup" in {label for item in added.json()["items"] for label in item["labels"]}

@@ -37,7 +37,6 @@ from cbir.collection import integrity
 from cbir.collection.catalog import Item
 from cbir.collection.collection import Collection, CollectionError, IndexReport, SearchResult
 from cbir.encoders.encoder import Encoder
-from cbir.pipelines.image import ImagePipeline
 from cbir.server.errors import ApiError
 from cbir.server.filesafety import IndexedFiles
 from cbir.server.locks import ReadWriteLock, held_within
@@ -219,7 +218,7 @@ class CollectionService:
             path = store_upload(upload, self.uploads)
             with held_within(self._encoding, self.settings.request_wait, BUSY):
                 torch.set_num_threads(self._model_threads)
-                prepared = PreparedPipeline(ImagePipeline(self.encoder), path)
+                prepared = PreparedPipeline(self._collection.pipeline(), path)
             with self._changing_collection() as collection:
                 return self._record(collection, path, prepared)
 
