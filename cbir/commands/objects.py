@@ -128,12 +128,10 @@ def search_objects(
                 photos = search.labelled_photos(store, label, k)
             elif objects:
                 queries = search.ObjectQueries(store)
-                drawn = [found for found in queries.detect(query) if label is None or found.label == label]
+                drawn = queries.detect(query)
                 if not drawn:
-                    kind = f"no {label}" if label else "no object"
-                    raise ValueError(f"{kind} found in {image}: search it whole (without --objects) or give a part with --box")
-                candidates = search.object_candidates(store, drawn, max(k, search.MIN_DEPTH))
-                photos = search.rank_by_objects(candidates, match or "any", k)
+                    raise ValueError(f"no object found in {image}: search it whole (without --objects) or give a part with --box")
+                candidates, photos = search.rank_by_objects(store, drawn, match or "any", k, max(k, search.MIN_DEPTH), label)
                 output["match"] = match or "any"
                 per_object = [found_photos[:k] for found_photos in candidates]
                 output["objects"] = [

@@ -4,11 +4,14 @@ ranked by how many of those objects they hold.
 * ``search_photos``: one descriptor (a crop, a region, a whole image) against every item of the
   image space (whole images and regions); a photo scores its best item, and keeps every item
   that matched, so the matching boxes can be drawn.
-* ``rank_by_objects``: each query object is searched among the regions of its own class, so a
-  photo *holds* a query object when it has a region of that class among the object's ``depth``
-  best photos. ``any`` ranks photos by how many query objects they hold, then by their best
-  score; ``all`` keeps the photos that hold every one, ranked by their weakest object's score
-  (``cbir.search.regions.match_all`` on those photos).
+* ``rank_by_objects``: the candidates are each query object's ``depth`` best photos, overall and
+  among the photos with a region of its class; each candidate is then scored exactly over all its
+  items. A photo *holds* a query object when it has a region of that object's class. ``any``
+  ranks photos by how many query objects they hold, then by their best match; ``all`` ranks them
+  by the weakest of each object's best match over all their items
+  (``cbir.search.regions.match_all``, the score the multi-class evaluation measures). On voc_dev,
+  leaving out the photos that do not hold every class, or matching an object only with regions of
+  its class, lowered multi-class mAP (bench/results/objects.md), so ``all`` ranks, not filters.
 * ``labelled_photos``: every region of a class, photos ranked by their best detector score.
 """
 
@@ -60,7 +63,7 @@ class PhotoMatch:
         return SearchResult(self.rank, self.score, best.item_id, self.uri, best.kind, best.box, labels=best.labels, metadata=best.metadata)
 
     def to_dict(self) -> dict:
-        data = {"rank": self.rank, "score": round(self.score, 6), "uri": self.uri, **_match(self.best)}
+        data = {**_match(self.best), "rank": self.rank, "score": round(self.score, 6), "uri": self.uri}
         data["matches"] = [_match(hit) for hit in self.hits]
         if self.objects:
             data["objects"] = self.objects
@@ -123,31 +126,51 @@ def search_photos(store: Collection, vectors: np.ndarray, k: int, label: str | N
     return [group_by_photo(row, max(k, depth or 0)) for row in hits]
 
 
-def object_candidates(store: Collection, objects: Sequence[QueryObject], depth: int) -> list[list[PhotoMatch]]:
-    """For each query object, the ``depth`` best photos among those with a region of its class."""
-    return [search_photos(store, found.vector, depth, found.label)[0] for found in objects]
-
-
-def rank_by_objects(per_object: Sequence[Sequence[PhotoMatch]], match: str, k: int) -> list[PhotoMatch]:
-    """Photos ranked by the query objects they hold (``per_object``: each object's candidate photos)."""
+def rank_by_objects(
+    store: Collection, objects: Sequence[QueryObject], match: str, k: int, depth: int, label: str | None = None
+) -> tuple[list[list[PhotoMatch]], list[PhotoMatch]]:
+    """Each query object's ``depth`` best photos, and the ``k`` photos ranked by all the query's objects
+    as ``match`` says (``label``: only regions of that class count as matches)."""
     if match not in MATCHES:
         raise ValueError(f"--match must be one of {', '.join(MATCHES)}, not {match!r}")
-    held: dict[str, dict[int, PhotoMatch]] = {}
-    for number, photos in enumerate(per_object):
-        for photo in photos:
-            held.setdefault(photo.uri, {})[number] = photo
-    combined = []
-    for uri, found in held.items():
-        if match == "all" and len(found) < len(per_object):
-            continue
-        scores = [photo.score for photo in found.values()]
-        score = min(scores) if match == "all" else max(scores)
-        best = {photo.best.item_id: photo.best for photo in found.values()}
-        others = {hit.item_id: hit for photo in found.values() for hit in photo.hits if hit.item_id not in best}
-        hits = sorted(best.values(), key=lambda hit: -hit.score) + sorted(others.values(), key=lambda hit: -hit.score)
-        combined.append(PhotoMatch(uri, score, hits, objects=sorted(found), outlined=len(best)))
+    vectors = np.stack([found.vector for found in objects])
+    per_object = search_photos(store, vectors, depth, label)
+    holders = [search_photos(store, found.vector, depth, found.label)[0] for found in objects]
+    uris = dict.fromkeys(photo.uri for photos in (*per_object, *holders) for photo in photos)
+    whitening = store.whitening()
+    queries = whitening.apply(vectors) if whitening is not None else vectors
+    combined = [photo for photo in (_score_photo(store, uri, objects, queries, match, label) for uri in uris) if photo is not None]
     combined.sort(key=lambda photo: (-photo.score,) if match == "all" else (-len(photo.objects), -photo.score))
-    return _ranked(combined[:k])
+    return per_object, _ranked(combined[:k])
+
+
+def _score_photo(
+    store: Collection, uri: str, objects: Sequence[QueryObject], queries: np.ndarray, match: str, label: str | None
+) -> PhotoMatch | None:
+    """One photo scored against every query object over all its items (``queries``: the objects' vectors
+    as the index compares them)."""
+    items = store.catalog.get_items(store.catalog.item_ids_with_uri(uri), with_vectors=True)
+    mine = [
+        (item_id, item) for item_id, item in items.items()
+        if item.kind == REGION_KIND and (label is None or label in item.labels) or item.kind == "image" and label is None
+    ]
+    if not mine:
+        return None
+    whitening = store.whitening()
+    vectors = np.stack([item.vector for _, item in mine])
+    scores = queries @ (whitening.apply(vectors) if whitening is not None else vectors).T
+    best = scores.argmax(axis=1)
+    held = [number for number, found in enumerate(objects) if any(item.kind == REGION_KIND and found.label in item.labels for _, item in mine)]
+    hits = {}
+    for number, column in enumerate(best):
+        item_id, item = mine[column]
+        score = float(scores[number, column])
+        if item_id not in hits or hits[item_id].score < score:
+            hits[item_id] = SearchResult(0, score, item_id, uri, item.kind, item.box, labels=item.labels, metadata=item.metadata)
+    ranked = sorted(hits.values(), key=lambda hit: -hit.score)
+    per_object = scores.max(axis=1)
+    score = float(per_object.min() if match == "all" else per_object.max())
+    return PhotoMatch(uri, score, ranked, objects=held, outlined=len(ranked))
 
 
 def labelled_photos(store: Collection, label: str, k: int) -> list[PhotoMatch]:
