@@ -178,6 +178,20 @@ def test_fusion_weights_are_read_from_the_encoder_record(tmp_path):
     assert make_face_encoder("fusion").record() == FusedFaceEncoder([DlibResNetEncoder(), MobileFaceNetEncoder()], DEFAULT_WEIGHTS).record()
 
 
+def test_fusion_with_other_weights_is_another_encoder(tmp_path):
+    weights = (0.9, 0.1) if tuple(DEFAULT_WEIGHTS) != (0.9, 0.1) else (0.1, 0.9)
+    fused = FusedFaceEncoder([DlibResNetEncoder(), MobileFaceNetEncoder()], weights)
+    (tmp_path / "photos").mkdir()
+    hopper().save(tmp_path / "photos" / "hopper.png")
+    with Collection.create(tmp_path / "c") as store:
+        store.add([tmp_path / "photos"], pipeline=FacePipeline(FaceAnalyzer(FaceSpec(tta="none"), encoder=fused)), workers=0)
+    with Collection.open(tmp_path / "c") as store:
+        assert People(store).analyzer.encoder.weights == weights  # no choice: the collection's weights
+        with pytest.raises(FaceError, match="cannot be compared") as refused:
+            People(store, FaceSpec(encoder="fusion"))  # the default weights
+    assert f"'weights': {list(weights)}" in str(refused.value) and f"'weights': {list(DEFAULT_WEIGHTS)}" in str(refused.value)
+
+
 # one encoder per collection ---------------------------------------------------------------------
 def test_collection_refuses_another_face_encoder(tmp_path):
     photos = tmp_path / "photos"
