@@ -36,7 +36,7 @@ from cbir.faces import (  # noqa: E402
 from cbir.faces.alignment import REFERENCE_POINTS, View, five_points, similarity_chips  # noqa: E402
 from cbir.faces.calibration import Calibration  # noqa: E402
 from cbir.faces.encoders import face_encoder_from_record  # noqa: E402
-from cbir.faces.fusion import DEFAULT_WEIGHTS  # noqa: E402
+from cbir.faces.fusion import DEFAULT_THRESHOLD, DEFAULT_WEIGHTS  # noqa: E402
 from cbir.faces.mobilefacenet import PACKAGED_MODEL  # noqa: E402
 from cbir.faces.models import FaceError  # noqa: E402
 from tests.conftest import shared_data  # noqa: E402
@@ -154,6 +154,9 @@ def test_fused_similarity_is_the_weighted_mean_of_the_parts():
     assert a.shape == (256,) and abs(np.linalg.norm(a) - 1) < 1e-5
     assert abs(float(a @ b) - (0.75 * cosines[0] + 0.25 * cosines[1])) < 1e-5
     assert abs(fused.default_threshold - (0.75 * parts[0].default_threshold + 0.25 * parts[1].default_threshold)) < 1e-9
+    default = make_face_encoder("fusion")  # the default weights: the threshold measured for them
+    assert default.weights == DEFAULT_WEIGHTS and default.default_threshold == DEFAULT_THRESHOLD
+    assert FusedFaceEncoder(parts, [2 * w for w in DEFAULT_WEIGHTS]).default_threshold == DEFAULT_THRESHOLD
     with pytest.raises(FaceError, match="one weight per part"):
         FusedFaceEncoder(parts, (1.0,))
     with pytest.raises(FaceError, match="non-negative"):
