@@ -36,7 +36,7 @@ from cbir.faces import (  # noqa: E402
 from cbir.faces.alignment import REFERENCE_POINTS, View, five_points, similarity_chips  # noqa: E402
 from cbir.faces.calibration import Calibration  # noqa: E402
 from cbir.faces.encoders import face_encoder_from_record  # noqa: E402
-from cbir.faces.fusion import DEFAULT_WEIGHTS  # noqa: E402
+from cbir.faces.fusion import DEFAULT_THRESHOLD, DEFAULT_WEIGHTS  # noqa: E402
 from cbir.faces.mobilefacenet import PACKAGED_MODEL  # noqa: E402
 from cbir.faces.models import FaceError  # noqa: E402
 from tests.conftest import shared_data  # noqa: E402
@@ -154,6 +154,9 @@ def test_fused_similarity_is_the_weighted_mean_of_the_parts():
     assert a.shape == (256,) and abs(np.linalg.norm(a) - 1) < 1e-5
     assert abs(float(a @ b) - (0.75 * cosines[0] + 0.25 * cosines[1])) < 1e-5
     assert abs(fused.default_threshold - (0.75 * parts[0].default_threshold + 0.25 * parts[1].default_threshold)) < 1e-9
+    default = make_face_encoder("fusion")  # the default weights: the threshold measured for them
+    assert default.weights == DEFAULT_WEIGHTS and default.default_threshold == DEFAULT_THRESHOLD
+    assert FusedFaceEncoder(parts, [2 * w for w in DEFAULT_WEIGHTS]).default_threshold == DEFAULT_THRESHOLD
     with pytest.raises(FaceError, match="one weight per part"):
         FusedFaceEncoder(parts, (1.0,))
     with pytest.raises(FaceError, match="non-negative"):
@@ -176,6 +179,20 @@ def test_fusion_weights_are_read_from_the_encoder_record(tmp_path):
     record["weights"] = [1.0, 3.0]
     assert face_encoder_from_record(record).weights == (1.0, 3.0)
     assert make_face_encoder("fusion").record() == FusedFaceEncoder([DlibResNetEncoder(), MobileFaceNetEncoder()], DEFAULT_WEIGHTS).record()
+
+
+def test_fusion_with_other_weights_is_another_encoder(tmp_path):
+    weights = (0.9, 0.1) if tuple(DEFAULT_WEIGHTS) != (0.9, 0.1) else (0.1, 0.9)
+    fused = FusedFaceEncoder([DlibResNetEncoder(), MobileFaceNetEncoder()], weights)
+    (tmp_path / "photos").mkdir()
+    hopper().save(tmp_path / "photos" / "hopper.png")
+    with Collection.create(tmp_path / "c") as store:
+        store.add([tmp_path / "photos"], pipeline=FacePipeline(FaceAnalyzer(FaceSpec(tta="none"), encoder=fused)), workers=0)
+    with Collection.open(tmp_path / "c") as store:
+        assert People(store).analyzer.encoder.weights == weights  # no choice: the collection's weights
+        with pytest.raises(FaceError, match="cannot be compared") as refused:
+            People(store, FaceSpec(encoder="fusion"))  # the default weights
+    assert f"'weights': {list(weights)}" in str(refused.value) and f"'weights': {list(DEFAULT_WEIGHTS)}" in str(refused.value)
 
 
 # one encoder per collection ---------------------------------------------------------------------

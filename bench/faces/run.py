@@ -44,7 +44,7 @@ FAR = 1e-3
 VIEWS = TTA_VIEWS["flip"]  # view 0: the aligned face; view 1: its mirror image
 # the weight of dlib's descriptor in the fused similarity, w * dlib + (1 - w) * MobileFaceNet
 WEIGHT_GRID = tuple(round(0.05 * i, 2) for i in range(21))
-DESCRIBE_VERSION = 1  # bump when describe_hog or describe_yunet change: cached descriptors of another version are recomputed
+DESCRIBE_VERSION = 2  # bump when describe_hog or describe_yunet change: cached descriptors of another version are recomputed
 
 
 # per-image work, run in worker processes ---------------------------------------------------------
@@ -74,12 +74,17 @@ def describe_hog(path: str) -> dict:
 
 
 def describe_yunet(path: str) -> dict:
-    """Both views of MobileFaceNet's descriptor of the face the face photo rule finds with YuNet, aligned from
-    YuNet's own points."""
+    """Both views of dlib's and MobileFaceNet's descriptors of the face the face photo rule finds with YuNet
+    (MobileFaceNet aligned from YuNet's own points, dlib's descriptor from dlib's 5 points in YuNet's box)."""
     analyzer = _analyzer("yunet")
     pixels = analyzer.pixels(path)
     found = analyzer.locate_main_face(pixels, face_crop=True)
-    return {"yunet_detector": found.detector, "yunet_mfn": _mfn.view_descriptors(pixels, analyzer.face_landmarks(pixels, [found]), VIEWS)[0]}
+    faces = analyzer.face_landmarks(pixels, [found])
+    return {
+        "yunet_detector": found.detector,
+        "yunet_dlib": _dlib.view_descriptors(pixels, faces, VIEWS)[0],
+        "yunet_mfn": _mfn.view_descriptors(pixels, faces, VIEWS)[0],
+    }
 
 
 _ANALYZERS: dict[str, FaceAnalyzer] = {}
@@ -219,10 +224,13 @@ def lfw_section(data: Path, workers: int, yunet_model: str | None, quick: bool, 
         Row(f"fused (w = {w:.2f}), flip", w * dlib[2] + (1 - w) * mfn[2]),
     ]
     if yunet_model:
+        yunet_dlib = {count: similarities(pairs, described, "yunet_dlib", count) for count in (1, 2)}
         yunet_mfn = {count: similarities(pairs, described, "yunet_mfn", count) for count in (1, 2)}
         rows += [
+            Row("YuNet: dlib ResNet, flip", yunet_dlib[2]),
             Row("YuNet: MobileFaceNet (YuNet's points), single view", yunet_mfn[1]),
             Row("YuNet: MobileFaceNet (YuNet's points), flip", yunet_mfn[2]),
+            Row(f"YuNet: fused (w = {w:.2f}), flip", w * yunet_dlib[2] + (1 - w) * yunet_mfn[2]),
         ]
     reports = {row.name: verification_report(row.scores, same, folds, far=FAR) for row in rows}
     baseline_error = 100 - reports[rows[0].name]["accuracy"]
@@ -230,8 +238,8 @@ def lfw_section(data: Path, workers: int, yunet_model: str | None, quick: bool, 
         f"{len(pairs)} pairs ({int(same.sum())} same, {int((~same).sum())} different) in {len(set(folds))} folds, "
         f"{len(paths)} images; the threshold of each fold is chosen on the other folds. Every row uses the face photo rule "
         "(the face covering the centre, dlib's CNN detector when the detector finds none, then the centre of the photo); "
-        "rows without \"YuNet\" use dlib's HOG detector. dlib's descriptor is aligned from dlib's 5 points, "
-        "MobileFaceNet's from the five standard points (dlib's 68-point shape unless the row says otherwise). "
+        "rows without \"YuNet\" use dlib's HOG detector. dlib's descriptor is aligned from dlib's 5 points in the box, "
+        "MobileFaceNet's from the five standard points (read from dlib's 68-point shape with HOG, YuNet's own with YuNet). "
         "Fused: similarity w * dlib + (1 - w) * MobileFaceNet. Error ratio = baseline error / row error.",
         "",
         f"| variant | accuracy % (± std over folds) | ROC AUC % | TAR@FAR={FAR:g} % | wrong pairs | error ratio |",
@@ -303,7 +311,9 @@ def orl_section(data: Path, workers: int, yunet_model: str | None, cache: Path |
         f"fused (w = {w:.2f}), flip": fused("dlib", "mfn", 2),
     }
     if yunet_model:
+        variants["YuNet: dlib ResNet, flip"] = {p: view_mean(d["yunet_dlib"], 2) for p, d in described.items()}
         variants["YuNet: MobileFaceNet (YuNet's points), flip"] = {p: view_mean(d["yunet_mfn"], 2) for p, d in described.items()}
+        variants[f"YuNet: fused (w = {w:.2f}), flip"] = fused("yunet_dlib", "yunet_mfn", 2)
     lines = [
         f"{len(set(labels))} people x 10 greyscale 92 x 112 photos; images 1-5 of each person enrolled, 6-10 queried "
         f"({int((~enrolled).sum())} queries); the nearest enrolled face names the query. Face photo rule as above.",
@@ -403,35 +413,6 @@ def head_lines(orl: dict, seeds: int = 3) -> list[str]:
     for name, values in rows.items():
         rank1, mean_ap = np.mean(values, axis=0)
         lines.append(f"| {name} | {rank1:.2f} | {mean_ap:.2f} |")
-    return lines
-
-
-# thresholds -------------------------------------------------------------------------------------
-def threshold_lines(lfw: dict, orl: dict) -> list[str]:
-    lfw_scores, lfw_same = lfw["scores"], lfw["same"]
-    orl_scores, orl_same = labeled_pair_scores(orl["vectors"], orl["labels"])
-    lines = [
-        "Similarity thresholds (cosine of the default descriptors) chosen for a target false-accept rate on one set "
-        "and measured on both: a threshold is only as good as the data it was calibrated on.",
-        "",
-        "| calibrated on | target FAR | threshold | LFW FAR / TAR % | ORL FAR / TAR % |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    for name, scores, same in (("LFW dev pairs", lfw_scores, lfw_same), ("ORL all pairs", orl_scores, orl_same)):
-        for far in (1e-2, 1e-3):
-            threshold, _, _ = threshold_for_far(scores, same, far)
-            measured = []
-            for other_scores, other_same in ((lfw_scores, lfw_same), (orl_scores, orl_same)):
-                accepted = other_scores >= threshold
-                measured.append(f"{100 * accepted[~other_same].mean():.2f} / {100 * accepted[other_same].mean():.2f}")
-            lines.append(f"| {name} | {far:g} | {threshold:.4f} | {measured[0]} | {measured[1]} |")
-    best = lfw["reports"][lfw["default"]]["thresholds"]
-    lines += [
-        "",
-        f"LFW dev has {int((~lfw_same).sum())} different-person pairs, so a FAR of 1e-3 there means \"accepts none of them\". "
-        f"The best-accuracy thresholds of the three folds were {', '.join(f'{t:.4f}' for t in best)}; the default "
-        "threshold of an uncalibrated collection is their rounded value.",
-    ]
     return lines
 
 

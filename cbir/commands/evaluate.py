@@ -270,7 +270,7 @@ def pairs(
     suffix: str = typer.Option(".jpg", help="Image file suffix for LFW-format names."),
     faces: bool = typer.Option(False, "--faces", help="Embed faces (detect, align, 128-d face descriptor) instead of whole images."),
     tta: Optional[str] = typer.Option(None, "--tta", help="With --faces: test-time views none, flip (the default), jitter (8 views, 4x slower) or jitter32 (32 random views, 16x slower)."),
-    face_encoder: Optional[str] = typer.Option(None, "--face-encoder", help="With --faces: dlib_resnet_v1 (the default), mobilefacenet or fusion."),
+    face_encoder: Optional[str] = typer.Option(None, "--face-encoder", help="With --faces: fusion (the default: dlib_resnet_v1 and mobilefacenet together), dlib_resnet_v1 or mobilefacenet."),
     far: float = typer.Option(1e-3, help="False-accept rate for the TAR@FAR figure."),
     backbone: Optional[str] = BackboneOption,
     pooling: Optional[str] = PoolingOption,

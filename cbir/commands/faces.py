@@ -21,7 +21,7 @@ DetectorModelOption = typer.Option(None, "--detector-model", help="YuNet ONNX fi
 UpsampleOption = typer.Option(1, "--upsample", help="dlib detectors: double the image this many times to find faces under 80 px (2 for faces of ~20-40 px).")
 EncoderOption = typer.Option(
     None, "--face-encoder",
-    help="Face encoder: dlib_resnet_v1 (the default), mobilefacenet or fusion (both); a collection keeps the one it was built with.",
+    help="Face encoder: fusion (the default: dlib_resnet_v1 and mobilefacenet together), dlib_resnet_v1 or mobilefacenet; a collection keeps the one it was built with.",
 )
 ThresholdOption = typer.Option(None, "--threshold", help="Similarity a match needs (default: the calibrated one).")
 CropsOption = typer.Option(False, "--crops", help="Images are face photos centred on their subject (as in LFW or ORL): take the face covering the centre, else the centre itself.")

@@ -45,9 +45,8 @@ class MobileFaceNetEncoder:
     """MobileFaceNet (foamliu/MobileFaceNet, trained on MS-Celeb-1M) on 112 x 112 aligned chips."""
 
     dim = 128
-    # provisional: the best-accuracy similarities with flip were 0.23-0.27 on the first 836 LFW dev pairs the
-    # benchmark described; calibrate ('cbir faces calibrate') until bench/results/faces.md has all 1800
-    default_threshold = 0.25
+    # the best-accuracy similarity on the LFW dev pairs with flip (bench/results/faces.md)
+    default_threshold = 0.28
 
     def __init__(self, model: str | Path = PACKAGED_MODEL):
         self.model = Path(model)
