@@ -20,6 +20,7 @@ from cbir.training.inputs import LiveImages
 from cbir.training.mining import PoolHardNegatives, index_tuple
 from cbir.training.network import TrainableEncoder, backbone_stages
 from cbir.training.trainer import TrainConfig, train
+from cbir.training.validation import split_labelled
 
 SIZE = 64
 FAST = dict(image_size=SIZE, epochs=3, batch_size=12, m_per_class=4, views=2, workers=0, lr=1e-3, patience=10)
@@ -84,6 +85,26 @@ def test_tuple_files_are_told_apart(class_folders, tmp_path):
     triplets = tmp_path / "triplets.txt"
     triplets.write_text(f"{class_folders}/class0/0.png {class_folders}/class0/1.png {class_folders}/class2/1.png\n")
     assert read_tuples_file(triplets).kind == "triplets"
+
+
+def test_default_validation_holds_out_whole_classes():
+    labels = np.repeat(np.arange(8), 5)  # 8 classes of 5 images, as a small flower set
+    split = split_labelled(labels, np.arange(40))
+    assert split.mode == "classes" and split.leave_one_out and not split.note
+    held, trained = set(labels[split.queries]), set(labels[split.train])
+    assert len(held) == 2 and not held & trained and len(trained) == 6
+    assert np.array_equal(split.queries, split.database) and len(split.queries) == 10
+    assert np.array_equal(np.sort(np.concatenate([split.train, split.queries])), np.arange(40))
+
+
+def test_validation_falls_back_to_images_when_classes_are_few_and_says_so():
+    labels = np.repeat(np.arange(4), 5)  # holding 2 out would leave 2 to train on
+    split = split_labelled(labels, np.arange(20))
+    assert split.mode == "images" and "4 classes are too few" in split.note and split.note in split.describe()
+    assert set(labels[split.queries]) == set(labels[split.train]) == {0, 1, 2, 3}
+    assert split_labelled(np.repeat(np.arange(5), 5), np.arange(25)).mode == "classes"
+    singletons = np.concatenate([np.arange(5), [0, 0]])  # only one class has a second image to find
+    assert split_labelled(singletons, np.arange(7)).mode == "images"
 
 
 def test_index_tuples_for_each_loss():

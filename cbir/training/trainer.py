@@ -217,6 +217,8 @@ class Trainer:
                 raise ValueError("fewer than two classes are left to train on; add images or change the validation split")
             self.say(f"training on {len(self.train_images)} images of {len(np.unique(self.data.labels[self.train_images]))} classes; "
                      f"validation: {self.split.describe()}")
+            if self.split.note and self.data.validation is None:
+                self.say(f"[yellow]validation is not class-disjoint: {self.split.note}[/yellow]")
             return
         columns = 2 if self.data.kind == "pairs" else 3
         usable_rows = np.isin(self.data.tuples[:, :columns], usable).all(axis=1)
