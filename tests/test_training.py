@@ -16,7 +16,7 @@ from cbir.encoders.encoder import Encoder, EncoderSpec, encoder_spec_from_file, 
 from cbir.io.medmnist import read_medmnist
 from cbir.training.augment import RetrievalAugmentation
 from cbir.training.data import load_training_data, read_tuples_file
-from cbir.training.inputs import LiveImages
+from cbir.training.inputs import CachedFeatures, LiveImages
 from cbir.training.mining import PoolHardNegatives, index_tuple
 from cbir.training.network import TrainableEncoder, backbone_stages
 from cbir.training.trainer import TrainConfig, train
@@ -144,6 +144,24 @@ def test_augmentation_depends_on_seed_draw_and_image_only(encoder):
     assert not torch.equal(alone, tensors(inputs(1), [np.array([2])], 1)[0])  # another seed
     (plain,) = tensors(inputs(0), [np.array([2])], None)
     assert torch.equal(plain, encoder.to_tensor(images[2]).unsqueeze(0))
+
+
+def test_feature_cache_matches_the_frozen_stages_and_computes_each_view_once():
+    network = TrainableEncoder(Encoder(EncoderSpec(pooling="gem", image_size=SIZE)), train_layers=2)
+    images = [class_image(label, 1) for label in range(3)] + [class_image(0, 2).resize((120, 64))]
+    cache = CachedFeatures(network, images, torch.device("cpu"), RetrievalAugmentation(), workers=0)
+    assert cache.build(np.arange(4)) == {}
+    with torch.no_grad():
+        for index, image in enumerate(images):
+            expected = network.bottom_features(network.encoder.to_tensor(image).unsqueeze(0))[0]
+            assert torch.allclose(cache.views[0][index].float(), expected, atol=2e-2 * float(expected.abs().max()))
+    first = dict(cache.views[0])
+    cache.add_views(np.arange(2), 2)
+    augmented = [dict(view) for view in cache.views[1:]]
+    assert cache.build(np.arange(4)) == {} and cache.views[0] == first  # nothing recomputed
+    cache.add_views(np.arange(2), 1)
+    assert cache.drawn == 2 and [dict(view) for view in cache.views[1:]] == augmented
+    assert all(view[0].shape == first[0].shape and not torch.equal(view[0], first[0]) for view in augmented)
 
 
 def test_stages_reproduce_the_backbone(encoder):

@@ -61,6 +61,7 @@ def main() -> None:
     options = parser.parse_args()
     base = {key: _value(value) for key, value in (item.split("=", 1) for item in options.base.split(",") if item)}
     data = load_training_data(options.root, options.labels)
+    (WORK / "sweep").mkdir(parents=True, exist_ok=True)
     store: dict = {}
     rows, started = [], time.time()
     command = " ".join(["PYTHONPATH=$PWD python bench/finetune/sweep.py", *map(shlex.quote, sys.argv[1:])])
@@ -117,7 +118,7 @@ def write(out: Path, rows: list[dict], command: str, base: dict, options, loads:
         lines.append(f"| {row['variant']} | {' '.join(f'{v:.1f}' for v in row['curve'])} | {best:.1f} | {best - row['curve'][0]:+.1f} "
                      f"| {row['best_epoch']} | {row['MAP@R']:.1f} | {row['seconds'] / 60:.1f} min |")
     out.write_text("\n".join(lines) + "\n")
-    (WORK / "sweep" / "rows.json").write_text(json.dumps(rows, indent=1, default=str))
+    (WORK / "sweep" / f"{out.stem}.json").write_text(json.dumps(rows, indent=1, default=str))
 
 
 if __name__ == "__main__":
