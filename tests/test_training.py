@@ -16,10 +16,11 @@ from cbir.encoders.encoder import Encoder, EncoderSpec, encoder_spec_from_file, 
 from cbir.io.medmnist import read_medmnist
 from cbir.training.augment import RetrievalAugmentation
 from cbir.training.data import load_training_data, read_tuples_file
-from cbir.training.inputs import LiveImages
+from cbir.training.inputs import CachedFeatures, LiveImages
 from cbir.training.mining import PoolHardNegatives, index_tuple
 from cbir.training.network import TrainableEncoder, backbone_stages
 from cbir.training.trainer import TrainConfig, train
+from cbir.training.validation import split_labelled
 
 SIZE = 64
 FAST = dict(image_size=SIZE, epochs=3, batch_size=12, m_per_class=4, views=2, workers=0, lr=1e-3, patience=10)
@@ -86,6 +87,26 @@ def test_tuple_files_are_told_apart(class_folders, tmp_path):
     assert read_tuples_file(triplets).kind == "triplets"
 
 
+def test_default_validation_holds_out_whole_classes():
+    labels = np.repeat(np.arange(8), 5)  # 8 classes of 5 images, as a small flower set
+    split = split_labelled(labels, np.arange(40))
+    assert split.mode == "classes" and split.leave_one_out and not split.note
+    held, trained = set(labels[split.queries]), set(labels[split.train])
+    assert len(held) == 2 and not held & trained and len(trained) == 6
+    assert np.array_equal(split.queries, split.database) and len(split.queries) == 10
+    assert np.array_equal(np.sort(np.concatenate([split.train, split.queries])), np.arange(40))
+
+
+def test_validation_falls_back_to_images_when_classes_are_few_and_says_so():
+    labels = np.repeat(np.arange(4), 5)  # holding 2 out would leave 2 to train on
+    split = split_labelled(labels, np.arange(20))
+    assert split.mode == "images" and "4 classes are too few" in split.note and split.note in split.describe()
+    assert set(labels[split.queries]) == set(labels[split.train]) == {0, 1, 2, 3}
+    assert split_labelled(np.repeat(np.arange(5), 5), np.arange(25)).mode == "classes"
+    singletons = np.concatenate([np.arange(5), [0, 0]])  # only one class has a second image to find
+    assert split_labelled(singletons, np.arange(7)).mode == "images"
+
+
 def test_index_tuples_for_each_loss():
     rows = np.array([[10, 11, 20, 30], [12, 10, 31, 20]])
     a1, p, a2, n = index_tuple(rows, "tuples", "contrastive")
@@ -123,6 +144,24 @@ def test_augmentation_depends_on_seed_draw_and_image_only(encoder):
     assert not torch.equal(alone, tensors(inputs(1), [np.array([2])], 1)[0])  # another seed
     (plain,) = tensors(inputs(0), [np.array([2])], None)
     assert torch.equal(plain, encoder.to_tensor(images[2]).unsqueeze(0))
+
+
+def test_feature_cache_matches_the_frozen_stages_and_computes_each_view_once():
+    network = TrainableEncoder(Encoder(EncoderSpec(pooling="gem", image_size=SIZE)), train_layers=2)
+    images = [class_image(label, 1) for label in range(3)] + [class_image(0, 2).resize((120, 64))]
+    cache = CachedFeatures(network, images, torch.device("cpu"), RetrievalAugmentation(), workers=0)
+    assert cache.build(np.arange(4)) == {}
+    with torch.no_grad():
+        for index, image in enumerate(images):
+            expected = network.bottom_features(network.encoder.to_tensor(image).unsqueeze(0))[0]
+            assert torch.allclose(cache.views[0][index].float(), expected, atol=2e-2 * float(expected.abs().max()))
+    first = dict(cache.views[0])
+    cache.add_views(np.arange(2), 2)
+    augmented = [dict(view) for view in cache.views[1:]]
+    assert cache.build(np.arange(4)) == {} and cache.views[0] == first  # nothing recomputed
+    cache.add_views(np.arange(2), 1)
+    assert cache.drawn == 2 and [dict(view) for view in cache.views[1:]] == augmented
+    assert all(view[0].shape == first[0].shape and not torch.equal(view[0], first[0]) for view in augmented)
 
 
 def test_stages_reproduce_the_backbone(encoder):

@@ -10,6 +10,12 @@ Protocols (train and test share no images, or no classes):
   the other 199; mAP over the full ranking and P@1.
 * corel1k: train on classes 0-4; classes 5-9 (500 images) each query the
   other 499; mAP over the full ranking and P@10.
+* VOC objects (class-disjoint, not saturated off the shelf): crops of the
+  annotated objects of ``voc_dev`` (not difficult, short side at least 32
+  px, at most 60 per class), cut as ``cbir.evaluation.objects`` cuts query
+  boxes. Train on every other class in alphabetical order (aeroplane, bird,
+  bottle, ...); the crops of the other 10 classes (bicycle, boat, bus, ...)
+  each query the rest; mAP over the full ranking, P@1 and P@10.
 
 Every model is trained with the documented ``cbir train`` command in a
 subprocess (its wall time is the training time) and evaluated from the
@@ -36,9 +42,11 @@ import numpy as np
 
 from bench.common import default_data, machine_summary
 from cbir.encoders.encoder import Encoder, EncoderSpec, load_encoder_file, read_encoder_file
+from cbir.encoders.regions import crop_box
 from cbir.evaluation import metrics
 from cbir.evaluation.descriptors import PoolingGroupEncoder
 from cbir.pipelines.image import extract
+from cbir.io.images import load_image
 from cbir.io.medmnist import read_medmnist
 from cbir.progress import console, progress_bar
 
@@ -152,6 +160,33 @@ def labelled_files_benchmark(name: str, root: Path, files: list[str], labels: li
                       f"{len(set(held_labels.tolist()))} other classes, each querying the rest"])
 
 
+VOC_MIN_SIDE = 32
+VOC_PER_CLASS = 60
+
+
+def voc_crops(voc: Path, work: Path) -> tuple[Path, list[str], list[int], list[str]]:
+    """Crops of ``voc/objects.csv`` under ``work/voc-crops/CLASS/``: root, files, class ids, class names (sorted)."""
+    root = work / "voc-crops"
+    with open(voc / "objects.csv", newline="") as stream:
+        rows = [row for row in csv.DictReader(stream) if row["difficult"] == "0"
+                and min(int(row["xmax"]) - int(row["xmin"]), int(row["ymax"]) - int(row["ymin"])) >= VOC_MIN_SIDE]
+    names = sorted({row["class_name"] for row in rows})
+    rng = np.random.default_rng(0)
+    files, labels = [], []
+    for label, name in enumerate(names):
+        members = [(i, row) for i, row in enumerate(rows) if row["class_name"] == name]
+        keep = sorted(rng.permutation(len(members))[:VOC_PER_CLASS])
+        for i, row in (members[k] for k in keep):
+            file = f"{name}/{Path(row['filename']).stem}-{i}.jpg"
+            if not (root / file).is_file():
+                (root / name).mkdir(parents=True, exist_ok=True)
+                box = [float(row[key]) for key in ("xmin", "ymin", "xmax", "ymax")]
+                crop_box(load_image(voc / "JPEGImages" / row["filename"]), box).save(root / file, quality=95)
+            files.append(file)
+            labels.append(label)
+    return root, files, labels, names
+
+
 def benchmarks(names: list[str], data: Path, work: Path) -> list[Benchmark]:
     found = []
     for name in names:
@@ -180,6 +215,14 @@ def benchmarks(names: list[str], data: Path, work: Path) -> list[Benchmark]:
                     rows = list(csv.DictReader(stream))
                 files, labels = [r["filename"] for r in rows], [int(r["class_id"]) for r in rows]
                 found.append(labelled_files_benchmark("corel1k", root, files, labels, set(range(5)), work, 10, []))
+                continue
+        elif name == "voc":
+            voc = data / "voc_dev"
+            if (voc / "objects.csv").is_file():
+                root, files, labels, classes = voc_crops(voc, work)
+                bench = labelled_files_benchmark("VOC-objects", root, files, labels, set(range(0, len(classes), 2)), work, 10, [])
+                bench.notes.append(f"training classes: {', '.join(classes[0::2])}; held-out classes: {', '.join(classes[1::2])}")
+                found.append(bench)
                 continue
         else:
             raise SystemExit(f"unknown dataset {name!r}")
@@ -212,7 +255,7 @@ def train_model(bench: Benchmark, loss: str, work: Path, common: list[str], reus
     return out, time.perf_counter() - started, shown, False
 
 
-DATASETS = ("breastmnist", "orl", "corel", "pneumoniamnist")
+DATASETS = ("breastmnist", "orl", "corel", "pneumoniamnist", "voc")
 
 
 def main() -> None:
@@ -260,8 +303,9 @@ def main() -> None:
 
 def save_section(section: dict, command: str, started: float, options) -> None:
     """Keep a dataset's measurements so far (with how they were made) and rebuild the page."""
+    loads = section.get("run", {}).get("loads", []) + [round(os.getloadavg()[0], 1)]
     section["run"] = {"command": command, "machine": machine_summary(), "date": time.strftime("%Y-%m-%d %H:%M"),
-                      "minutes": (time.time() - started) / 60}
+                      "minutes": (time.time() - started) / 60, "loads": loads}
     (options.work / f"section-{section['name']}.json").write_text(json.dumps(section, indent=1))
     write_report(options.out, options.work)
 
@@ -279,10 +323,21 @@ def shortfall(metric: str, row: dict, baseline: dict) -> str | None:
                        "over to the held-out test part.")
 
 
+def kept_sections(out: Path) -> dict[str, str]:
+    """The sections (``## NAME`` to the next) of an existing results page, by name."""
+    if not out.is_file():
+        return {}
+    parts = out.read_text().split("\n## ")[1:]
+    return {part.split("\n", 1)[0]: "## " + part.rstrip("\n") + "\n" for part in parts}
+
+
 def write_report(out: Path, work: Path) -> None:
-    """The results page from every dataset section measured so far (one JSON file per dataset in ``work``)."""
+    """The results page from every dataset section measured so far (one JSON file per dataset in ``work``);
+    sections of the page measured elsewhere (no JSON in ``work``) are kept as they are."""
     sections = [json.loads(path.read_text()) for path in sorted(work.glob("section-*.json"))]
-    order = {"BreastMNIST": 0, "ORL": 1, "corel1k": 2, "PneumoniaMNIST": 3}
+    order = {"VOC-objects": 0, "BreastMNIST": 1, "ORL": 2, "corel1k": 3, "PneumoniaMNIST": 4}
+    kept = {name: text for name, text in kept_sections(out).items() if name not in {section["name"] for section in sections}}
+    sections += [{"name": name, "text": text} for name, text in kept.items()]
     sections.sort(key=lambda section: order.get(section["name"], len(order)))
     missing = [name for name in order if name not in {section["name"] for section in sections}]
     lines = [
@@ -297,9 +352,13 @@ def write_report(out: Path, work: Path) -> None:
     if missing:
         lines += [f"Not measured yet: {', '.join(missing)}.", ""]
     for section in sections:
+        if "text" in section:
+            lines += section["text"].split("\n")
+            continue
         names, rows, run = section["metric_names"], section["rows"], section["run"]
         lines += [f"## {section['name']}", "", f"Command: `{run['command']}`", "",
-                  f"Machine: {run['machine']}. Date: {run['date']}. Section run time: {run['minutes']:.0f} min.", "",
+                  f"Machine: {run['machine']}. Date: {run['date']}. Section run time: {run['minutes']:.0f} min."
+                  + (f" Load average (1 min) after each step: {', '.join(map(str, run['loads']))}." if run.get("loads") else ""), "",
                   *[f"- {note}" for note in section["notes"]], ""]
         baseline = rows[0]
         header = ["encoder", *names, f"{names[0]} vs GeM", "training time", "epochs (best)", "learned p",
@@ -325,8 +384,9 @@ def write_report(out: Path, work: Path) -> None:
         if misses:
             lines += ["", "Where fine-tuning does not beat off-the-shelf GeM (measured):", ""]
             lines += [f"- {note}" for note in misses]
-        lines += ["", "Training commands:", ""]
-        lines += [f"- `{row['command']}`" for row in tuned]
+        if tuned:
+            lines += ["", "Training commands:", ""]
+            lines += [f"- `{row['command']}`" for row in tuned]
         lines.append("")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")

@@ -30,7 +30,7 @@ def train(
     dim: Optional[int] = typer.Option(None, help="Output dimension of the whitening layer."),
     views: int = typer.Option(3, help="Views cached per training image when the bottom is frozen (1 plain + augmented)."),
     augment: bool = typer.Option(True, "--augment/--no-augment", help="Random crops, flips and colour changes."),
-    val: str = registry_option("auto", "cbir.training.validation:MODES", "Validation (auto: held-out classes with 10+ classes, else held-out images)."),
+    val: str = registry_option("auto", "cbir.training.validation:MODES", "Validation (auto: held-out classes when 2 can be held out and 3 left to train on, else held-out images)."),
     val_fraction: float = typer.Option(0.2, help="Share of classes, images or tuples held out."),
     monitor: Optional[str] = typer.Option(None, help="Metric for the best epoch and early stopping: P@1, MAP@R (default), mAP."),
     patience: int = typer.Option(4, help="Stop after this many epochs without improvement."),

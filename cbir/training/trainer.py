@@ -141,8 +141,10 @@ def resolve_device(name: str) -> torch.device:
 class Trainer:
     """One fine-tuning run; ``run`` does it all."""
 
-    def __init__(self, config: TrainConfig, data: TrainingData, out: str | Path, resume: bool = False, quiet: bool = False):
+    def __init__(self, config: TrainConfig, data: TrainingData, out: str | Path, resume: bool = False, quiet: bool = False,
+                 feature_store: dict | None = None):
         self.config = config
+        self.feature_store = feature_store
         self.data = data
         self.outputs = TrainOutputs.beside(out)
         self.resume = resume
@@ -178,7 +180,7 @@ class Trainer:
             self.inputs: TrainingInputs = LiveImages(self.network.encoder, self.data.sources, self.device, augmentation,
                                                      config.workers, config.seed)
         else:
-            self.inputs = CachedFeatures(self.network, self.data.sources, self.device, augmentation, config.workers, seed=config.seed)
+            self.inputs = self._cached_features(augmentation)
         everything = np.arange(len(self.data))
         with progress_bar("reading images" if self.layers is None else "caching frozen stages", enabled=not self.quiet) as update:
             if isinstance(self.inputs, CachedFeatures):
@@ -189,13 +191,24 @@ class Trainer:
         self._report_skipped()
         usable = np.setdiff1d(everything, np.fromiter(broken, dtype=np.int64, count=len(broken)))
         self._split(usable)
-        if isinstance(self.inputs, CachedFeatures) and config.augment and config.views > 1:
-            with progress_bar(f"caching {config.views - 1} augmented views", enabled=not self.quiet) as update:
-                self.inputs.add_views(self.train_images, config.views - 1, update)
+        if isinstance(self.inputs, CachedFeatures):
+            augmented = config.views - 1 if config.augment else 0
+            with progress_bar(f"caching {augmented} augmented views", enabled=not self.quiet and augmented > 0) as update:
+                self.inputs.add_views(self.train_images, augmented, update)
         if config.whitening:
             descriptors = self.inputs.embed(self.network, self.train_images).numpy()
             self.network.set_whitening(PCAWhitening.learn(descriptors, config.whitening_dim))
             self.network.to(self.device)
+
+    def _cached_features(self, augmentation: RetrievalAugmentation | None) -> CachedFeatures:
+        """A frozen-stage cache: new, or the one in ``feature_store`` of an earlier run with the same frozen stages and data."""
+        config = self.config
+        key = (config.backbone, config.weights, config.image_size, self.layers, config.augment, config.seed, str(self.device),
+               self.data.origin, len(self.data))
+        store = self.feature_store if self.feature_store is not None else {}
+        if key not in store:
+            store[key] = CachedFeatures(self.network, self.data.sources, self.device, augmentation, config.workers, seed=config.seed)
+        return store[key]
 
     def _report_skipped(self) -> None:
         if not self.skipped:
@@ -217,6 +230,8 @@ class Trainer:
                 raise ValueError("fewer than two classes are left to train on; add images or change the validation split")
             self.say(f"training on {len(self.train_images)} images of {len(np.unique(self.data.labels[self.train_images]))} classes; "
                      f"validation: {self.split.describe()}")
+            if self.split.note and self.data.validation is None:
+                self.say(f"[yellow]validation is not class-disjoint: {self.split.note}[/yellow]")
             return
         columns = 2 if self.data.kind == "pairs" else 3
         usable_rows = np.isin(self.data.tuples[:, :columns], usable).all(axis=1)
@@ -421,6 +436,10 @@ class Trainer:
         return state["epoch"] + 1, list(state["history"]), state["best_epoch"], state["best_value"]
 
 
-def train(config: TrainConfig, data: TrainingData, out: str | Path, resume: bool = False, quiet: bool = False) -> TrainResult:
-    """Fine-tune an encoder on ``data`` and write it to ``out`` (plus a checkpoint and a curves PNG beside it)."""
-    return Trainer(config, data, out, resume, quiet).run()
+def train(config: TrainConfig, data: TrainingData, out: str | Path, resume: bool = False, quiet: bool = False,
+          feature_store: dict | None = None) -> TrainResult:
+    """Fine-tune an encoder on ``data`` and write it to ``out`` (plus a checkpoint and a curves PNG beside it).
+
+    ``feature_store`` (a dict kept by the caller) lets runs on the same data share frozen-stage caches.
+    """
+    return Trainer(config, data, out, resume, quiet, feature_store).run()

@@ -6,7 +6,14 @@ Two ways to hold out, as in retrieval benchmarks:
   queries the other held-out images (leave-one-out). Measures transfer to
   unseen classes (faces of new people, new object categories).
 * ``images``: some images of every class are kept out; each queries the
-  training images. Measures generalisation to new images of known classes.
+  training images. Measures generalisation to new images of known classes,
+  and rewards specialising to them: a run picked on it can search unseen
+  classes worse than it could.
+
+``auto`` holds out classes whenever the labels leave at least two classes
+to hold out and three to train on, since a fine-tuned encoder is mostly
+used to search classes it never saw; with fewer classes (or a data set's
+own validation split) it falls back to images and says why.
 
 Retrieval metrics come from pytorch-metric-learning's ``AccuracyCalculator``
 (P@1, MAP@R, mAP), in percent. Pairs and triplets files validate on held-out
@@ -25,7 +32,8 @@ from sklearn.metrics import roc_auc_score
 MODES = ("auto", "classes", "images", "none")
 RETRIEVAL_METRICS = ("P@1", "MAP@R", "mAP")
 _CALCULATOR_NAMES = {"precision_at_1": "P@1", "mean_average_precision_at_r": "MAP@R", "mean_average_precision": "mAP"}
-MIN_CLASSES_FOR_CLASS_SPLIT = 10
+MIN_HELD_CLASSES = 2
+MIN_TRAIN_CLASSES = 3
 
 
 @dataclass(frozen=True)
@@ -36,6 +44,7 @@ class ValidationSplit:
     queries: np.ndarray
     database: np.ndarray
     mode: str
+    note: str = ""  # why ``auto`` did not hold out classes, when it did not
 
     @property
     def leave_one_out(self) -> bool:
@@ -46,7 +55,8 @@ class ValidationSplit:
             return "no validation"
         if self.mode == "classes":
             return f"{len(self.queries)} images of held-out classes, each querying the others"
-        return f"{len(self.queries)} held-out images querying the {len(self.database)} training images"
+        held = f"{len(self.queries)} held-out images querying the {len(self.database)} training images"
+        return f"{held} ({self.note})" if self.note else held
 
 
 def split_labelled(
@@ -55,9 +65,10 @@ def split_labelled(
 ) -> ValidationSplit:
     """Split the ``usable`` image indices for training and validation.
 
-    ``auto`` holds out classes when there are at least 10, else images.
-    ``fixed_queries`` (such as MedMNIST's val split) are validation queries
-    against all other usable images.
+    ``auto`` holds out classes when at least 2 can be held out and 3 are
+    left to train on, else images (``note`` says why). ``fixed_queries``
+    (such as MedMNIST's val split) are validation queries against all other
+    usable images.
     """
     if mode not in MODES:
         raise ValueError(f"unknown validation mode {mode!r}: choose one of {', '.join(MODES)}")
@@ -65,7 +76,8 @@ def split_labelled(
     if fixed_queries is not None and mode in ("auto", "images"):
         queries = np.intersect1d(fixed_queries, usable)
         train = np.setdiff1d(usable, queries)
-        return ValidationSplit(train, queries, train, "images")
+        note = "the data's own validation split (images of the training classes)" if mode == "auto" else ""
+        return ValidationSplit(train, queries, train, "images", note)
     if fixed_queries is not None:
         usable = np.setdiff1d(usable, fixed_queries)
     if mode == "none":
@@ -73,14 +85,19 @@ def split_labelled(
     if not 0 < fraction < 1:
         raise ValueError("the validation fraction must be between 0 and 1")
     rng = np.random.default_rng(seed)
-    classes = np.unique(labels[usable])
+    classes, counts = np.unique(labels[usable], return_counts=True)
+    searchable = classes[counts >= 2]  # a held-out class needs a second image for its queries to find
+    held = max(MIN_HELD_CLASSES, round(len(classes) * fraction))
+    note = ""
     if mode == "auto":
-        mode = "classes" if len(classes) >= MIN_CLASSES_FOR_CLASS_SPLIT else "images"
+        mode = "classes" if len(searchable) >= held and len(classes) - held >= MIN_TRAIN_CLASSES else "images"
+        if mode == "images":
+            note = (f"{len(classes)} classes are too few to hold {held} out and train on {MIN_TRAIN_CLASSES}: held-out images "
+                    "of the training classes validate, which favours specialising to them over new classes")
     if mode == "classes":
-        held = max(2, round(len(classes) * fraction))
-        if len(classes) - held < 2:
+        if len(searchable) < held or len(classes) - held < 2:
             raise ValueError(f"{len(classes)} classes are too few to hold some out; validate on held-out images (--val images)")
-        held_classes = rng.choice(classes, size=held, replace=False)
+        held_classes = rng.choice(searchable, size=held, replace=False)
         queries = usable[np.isin(labels[usable], held_classes)]
         return ValidationSplit(usable[~np.isin(labels[usable], held_classes)], queries, queries, "classes")
     queries = []
@@ -92,7 +109,7 @@ def split_labelled(
         raise ValueError("no class has enough images to hold some out for validation; use --val none")
     queries = np.sort(np.concatenate(queries))
     train = np.setdiff1d(usable, queries)
-    return ValidationSplit(train, queries, train, "images")
+    return ValidationSplit(train, queries, train, "images", note)
 
 
 def split_tuples(count: int, fraction: float = 0.2, seed: int = 0, enabled: bool = True) -> tuple[np.ndarray, np.ndarray]:
