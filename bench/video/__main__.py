@@ -28,7 +28,7 @@ from bench.common import RESULTS, RunClock, command_line, default_data, machine_
 from bench.video.montage import Montage, write_montage
 from cbir.evaluation.temporal_metrics import BoundaryScore, boundary_score
 from cbir.evaluation.video_copies import TRANSFORMATIONS
-from cbir.evaluation.video_descriptors import describe_video
+from cbir.pipelines.video import describe_video
 from cbir.evaluation.videos import VideoProtocol, evaluate_videos, video_files
 from cbir.io.shots import SHOT_DETECTORS, make_shot_detector
 from cbir.io.video import Sampling, VideoScan

@@ -33,4 +33,12 @@ def face_pipeline(record: dict, encoder=None) -> Pipeline:
     return FacePipeline.from_record(record, encoder)
 
 
+@PIPELINES.register("video")
+def video_pipeline(record: dict, encoder=None) -> Pipeline:
+    """Frames and shots of video files, in the image space (``cbir.pipelines.video``)."""
+    from cbir.pipelines.video import VideoPipeline
+
+    return VideoPipeline.from_record(record, encoder)
+
+
 __all__ = ["PIPELINES", "Pipeline", "Source", "SourceResult"]
