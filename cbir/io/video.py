@@ -403,3 +403,43 @@ def _shots(starts: list[tuple[int, float]], frames: int, end: float) -> list[Sho
             last, stop = frames - 1, end
         shots.append(Shot(start=start, end=stop, first_index=first, last_index=last))
     return shots
+
+
+def frames_at(path: str | Path, times: list[float], short_side: int | None = None) -> list[np.ndarray]:
+    """Upright RGB frames shown at ``times`` (seconds from the first frame, as ``VideoScan`` counts them),
+    found by seeking, for thumbnails; a time past the end gives the last frame.
+
+    Raises ``VideoError`` when the file cannot be opened or nothing decodes.
+    """
+    import av
+
+    info = probe(path)
+    size = scaled_size(*info.display_size, short_side)
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        origin = stream.start_time or 0
+        frames = []
+        for time in times:
+            target = origin + round(time / stream.time_base) if stream.time_base else origin
+            frames.append(_frame_at(container, stream, target, path))
+        return [_rgb(frame, size, info.rotation) for frame in frames]
+    except av.FFmpegError as error:
+        raise VideoDecodeError(path, f"corrupt data ({_ffmpeg_reason(error)})") from None
+    finally:
+        container.close()
+
+
+def _frame_at(container, stream, target: int, path: str | Path):
+    """The last frame whose timestamp is at most ``target`` (or the first after it)."""
+    container.seek(max(target, 0), stream=stream, backward=True, any_frame=False)
+    shown = None
+    for frame in container.decode(stream):
+        if shown is not None and frame.pts is not None and frame.pts > target:
+            break
+        shown = frame
+        if frame.pts is not None and frame.pts >= target:
+            break
+    if shown is None:
+        raise VideoDecodeError(path, "no frame could be decoded")
+    return shown
