@@ -16,26 +16,8 @@ from PIL import Image  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from cbir.cli import app  # noqa: E402
-from cbir.evaluation.video_copies import make_copies, synthetic_frames  # noqa: E402
-from cbir.io.video_writer import VideoWriter  # noqa: E402
-
-SIZE = (128, 96)
-FPS = 10.0
-
-
-def write_scenes(path, seeds, seconds=2.0):
-    """One generated scene per seed, hard cuts between them (cuts at multiples of ``seconds``)."""
-    with VideoWriter(path, SIZE, FPS) as writer:
-        start = 0.0
-        for seed in seeds:
-            for time, pixels in synthetic_frames(np.random.default_rng(seed), SIZE, seconds, FPS):
-                writer.write(pixels, start + time)
-            start += seconds
-    return path
-
-
-def scene_frame(seed: int, index: int) -> Image.Image:
-    return Image.fromarray(list(synthetic_frames(np.random.default_rng(seed), SIZE, 2.0, FPS))[index][1])
+from cbir.evaluation.video_copies import make_copies  # noqa: E402
+from tests.video_support import scene_frame, write_scenes  # noqa: E402
 
 
 def write_audio_only(path):

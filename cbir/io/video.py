@@ -22,7 +22,7 @@ from collections import deque
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import BinaryIO, Iterator, Protocol
 
 import numpy as np
 
@@ -405,32 +405,49 @@ def _shots(starts: list[tuple[int, float]], frames: int, end: float) -> list[Sho
     return shots
 
 
-def frames_at(path: str | Path, times: list[float], short_side: int | None = None) -> list[np.ndarray]:
-    """Upright RGB frames shown at ``times`` (seconds from the first frame, as ``VideoScan`` counts them),
-    found by seeking, for thumbnails; a time past the end gives the last frame.
+def frames_at(source: str | Path | BinaryIO, times: list[float], short_side: int | None = None) -> list[np.ndarray]:
+    """Upright RGB frames with square pixels shown at ``times`` (seconds from the first frame, as
+    ``VideoScan`` counts them), found by seeking, for thumbnails; a time past the end gives the last frame.
 
-    Raises ``VideoError`` when the file cannot be opened or nothing decodes.
+    ``source``: a path, or a file opened for reading. Raises ``VideoError``
+    when it cannot be opened or nothing decodes.
     """
     import av
 
-    info = probe(path)
-    size = scaled_size(*info.display_size, short_side)
-    container = _open(path)
+    name = Path(source) if isinstance(source, (str, Path)) else Path(str(getattr(source, "name", "video")))
+    container = _open(source) if isinstance(source, (str, Path)) else _open_stream(source, name)
     try:
         stream = container.streams.video[0]
+        aspect = _sample_aspect(stream)
         origin = stream.start_time or 0
-        frames = []
+        pictures = []
         for time in times:
             target = origin + round(time / stream.time_base) if stream.time_base else origin
-            frames.append(_frame_at(container, stream, target, path))
-        return [_rgb(frame, size, info.rotation) for frame in frames]
+            frame = _frame_at(container, stream, target, name)
+            rotation = _right_angle(frame.rotation)
+            size = scaled_size(*_display_size(frame.width, frame.height, aspect, rotation), short_side)
+            pictures.append(_rgb(frame, size, rotation))
+        return pictures
     except av.FFmpegError as error:
-        raise VideoDecodeError(path, f"corrupt data ({_ffmpeg_reason(error)})") from None
+        raise VideoDecodeError(name, f"corrupt data ({_ffmpeg_reason(error)})") from None
     finally:
         container.close()
 
 
-def _frame_at(container, stream, target: int, path: str | Path):
+def _open_stream(stream: BinaryIO, name: Path):
+    import av
+
+    try:
+        container = av.open(stream, metadata_errors="ignore")
+    except (av.FFmpegError, OSError, ValueError) as error:
+        raise VideoOpenError(name, f"not a readable video ({_ffmpeg_reason(error)})") from None
+    if not container.streams.video:
+        container.close()
+        raise NoVideoStream(name, "no video stream: nothing to look at")
+    return container
+
+
+def _frame_at(container, stream, target: int, name: Path):
     """The last frame whose timestamp is at most ``target`` (or the first after it)."""
     container.seek(max(target, 0), stream=stream, backward=True, any_frame=False)
     shown = None
@@ -441,5 +458,5 @@ def _frame_at(container, stream, target: int, path: str | Path):
         if frame.pts is not None and frame.pts >= target:
             break
     if shown is None:
-        raise VideoDecodeError(path, "no frame could be decoded")
+        raise VideoDecodeError(name, "no frame could be decoded")
     return shown

@@ -23,7 +23,7 @@ from cbir.pipelines.video import FRAME_KIND, SHOT_KIND, VideoDescriptors
 from cbir.search.temporal import DEFAULT_MARGIN, DEFAULT_PREFILTER, FrameTable, l2_normalise, photo_moments, search_clip
 
 if TYPE_CHECKING:
-    from cbir.collection.collection import Collection
+    from cbir.collection.collection import Collection, SearchResult
 
 FRAMES_PER_MOMENT = 20  # frame hits fetched from the index per moment asked for
 MIN_FRAME_HITS = 200
@@ -61,12 +61,13 @@ class ClipHit:
     t_end: float
     query_start: float  # in the query clip
     query_end: float
+    item_id: int  # the matched video's frame where the segment starts
 
     def to_dict(self) -> dict:
         return {
             "rank": self.rank, "score": round(self.score, 6), "uri": self.uri, "kind": "video",
             "t_start": round(self.t_start, 3), "t_end": round(self.t_end, 3),
-            "query_t_start": round(self.query_start, 3), "query_t_end": round(self.query_end, 3),
+            "query_t_start": round(self.query_start, 3), "query_t_end": round(self.query_end, 3), "item_id": self.item_id,
         }
 
 
@@ -75,9 +76,19 @@ def has_videos(store: Collection) -> bool:
     return store.catalog.counts_by_kind().get(FRAME_KIND, 0) > 0
 
 
+def frame_hits_wanted(k: int) -> int:
+    """How many frame hits to fetch from the index for ``k`` moments."""
+    return max(MIN_FRAME_HITS, FRAMES_PER_MOMENT * k)
+
+
 def find_moments(store: Collection, vector: np.ndarray, k: int = 10, margin: float = DEFAULT_MARGIN) -> list[MomentHit]:
     """The ``k`` best moments for a photo's raw descriptor (1-d), best first."""
-    hits = store.search_vectors(vector[None], max(MIN_FRAME_HITS, FRAMES_PER_MOMENT * k), kinds=[FRAME_KIND], space=IMAGE_SPACE)[0]
+    hits = store.search_vectors(vector[None], frame_hits_wanted(k), kinds=[FRAME_KIND], space=IMAGE_SPACE)[0]
+    return moments_from_hits(hits, k, margin)
+
+
+def moments_from_hits(hits: list[SearchResult], k: int = 10, margin: float = DEFAULT_MARGIN) -> list[MomentHit]:
+    """Frame hits of a photo merged into its ``k`` best moments."""
     if not hits:
         return []
     hits.sort(key=lambda hit: (hit.uri, hit.metadata.get("frame", 0)))
@@ -115,9 +126,10 @@ def pooled_videos(store: Collection) -> tuple[list[str], np.ndarray]:
     return uris, l2_normalise(np.stack([sums[uri] for uri in uris])).astype(np.float32)
 
 
-def frame_table(store: Collection, uris: list[str]) -> FrameTable:
-    """The stored frames of the videos ``uris`` (numbered in that order), raw descriptors L2-normalised."""
-    vectors, video, start, end = [], [], [], []
+def frame_table(store: Collection, uris: list[str]) -> tuple[FrameTable, np.ndarray]:
+    """The stored frames of the videos ``uris`` (numbered in that order), raw descriptors L2-normalised,
+    and the item id of each row."""
+    vectors, video, start, end, ids = [], [], [], [], []
     for number, uri in enumerate(uris):
         items = store.catalog.get_items(store.catalog.item_ids_with_uri(uri), with_vectors=True)
         frames = sorted((item for item in items.values() if item.kind == FRAME_KIND), key=lambda item: item.metadata.get("frame", 0))
@@ -125,11 +137,13 @@ def frame_table(store: Collection, uris: list[str]) -> FrameTable:
         video += [number] * len(frames)
         start += [item.t_start for item in frames]
         end += [item.t_end for item in frames]
+        ids += [item.id for item in frames]
     dim = store.space(IMAGE_SPACE).dim
-    return FrameTable(
+    table = FrameTable(
         l2_normalise(np.asarray(vectors, dtype=np.float32).reshape(-1, dim)),
         np.asarray(video, dtype=np.int64), np.asarray(start, dtype=np.float64), np.asarray(end, dtype=np.float64),
     )
+    return table, np.asarray(ids, dtype=np.int64)
 
 
 def find_clip(store: Collection, clip: VideoDescriptors, k: int = 10, prefilter: int = DEFAULT_PREFILTER) -> list[ClipHit]:
@@ -143,9 +157,16 @@ def find_clip(store: Collection, clip: VideoDescriptors, k: int = 10, prefilter:
     query = l2_normalise(np.asarray(clip.vectors, dtype=np.float32))
     closeness = pooled @ l2_normalise(query.mean(axis=0))
     candidates = [uris[i] for i in np.argsort(-closeness, kind="stable")[:prefilter]]
-    table = frame_table(store, candidates)
+    table, ids = frame_table(store, candidates)
     matches = search_clip(table, query, clip.times, clip.duration, prefilter=len(candidates), limit=k)
     return [
-        ClipHit(rank, match.score, candidates[match.video], *match.video_span, *match.query_span)
+        ClipHit(rank, match.score, candidates[match.video], *match.video_span, *match.query_span, _item_at(table, ids, match))
         for rank, match in enumerate(matches, start=1)
     ]
+
+
+def _item_at(table: FrameTable, ids: np.ndarray, match) -> int:
+    """The id of the matched video's frame where its segment starts."""
+    rows = table.rows_of(match.video)
+    first = int(np.searchsorted(table.start[rows], match.video_span[0], side="right")) - 1
+    return int(ids[rows][max(first, 0)])
