@@ -124,7 +124,7 @@ def search(
     with user_errors():
         spec = encoder_spec_from_options(None, None, None, None, None, None, encoder) if encoder else None
         with Collection.open(collection, spec) as store:
-            moments = video.moments_of(store, image, k) if kind is None else None
+            moments = video.moments_of(store, image, k) if kind is None and label is None else None
             kind = video.photo_kinds(store) if moments is not None else kind
             if qe > 0:
                 from cbir.search.reranking import expanded_search

@@ -118,6 +118,10 @@ def test_no_video_leaves_videos_out(library, tmp_path):
     report = run("index", folder, "--collection", tmp_path / "photos", "--no-video", "--json")
     assert report["added"] == 1 and "videos" not in report
     assert {kind for kind, *_ in items(tmp_path / "photos")} == {"image"}
+    no_videos = CliRunner().invoke(app, ["search", str(folder / "three.mp4"), "--collection", str(tmp_path / "photos")])
+    assert no_videos.exit_code == 2 and "holds no video" in no_videos.output
+    unreadable = CliRunner().invoke(app, ["search", str(folder / "broken.mp4"), "--collection", str(library[1])])
+    assert unreadable.exit_code == 2 and "the query clip cannot be read" in unreadable.output
 
 
 def test_a_clip_ranks_its_copies_first_with_aligned_segments(tmp_path):

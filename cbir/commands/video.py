@@ -45,7 +45,8 @@ def index_videos(
     with progress_bar("indexing videos", unit="video s", enabled=show_progress) as update:
         pipeline.progress = lambda done, total: update(round(done), round(total))
         report = store.add(roots, pipeline=pipeline, sync=sync, batch_size=batch_size)
-    report.skipped = [entry for entry in report.skipped if entry not in set(reported)]
+    already = set(reported)
+    report.skipped = [entry for entry in report.skipped if entry not in already]
     counts = (report.added, report.updated, report.unchanged, report.removed, report.gone, len(report.skipped))
     return report if any(counts) else None
 
@@ -91,7 +92,7 @@ def moment_grid(image: Path, hits: list[SearchResult], moments: list[MomentHit],
     from cbir.io.images import load_image
     from cbir.search.video_strips import Strip, spread, write_strips
 
-    rows = [(hit.score, Strip(f"#{hit.rank}  {hit.score:.3f}\n{Path(hit.uri).name[:26]}", hit.uri, picture=load_image(hit.uri))) for hit in hits]
+    rows = [(hit.score, Strip(f"#{hit.rank}  {hit.score:.3f}\n{Path(hit.uri).name[:26]}", hit.uri, picture=_picture(hit.uri))) for hit in hits]
     rows += [
         (moment.score, Strip(
             f"moment {moment.rank}  {moment.score:.3f}\n{Path(moment.uri).name[:26]}\n{_clock(moment.t_start)} - {_clock(moment.t_end)}",
@@ -103,17 +104,30 @@ def moment_grid(image: Path, hits: list[SearchResult], moments: list[MomentHit],
     write_strips([Strip(f"query\n{image.name[:26]}", str(image), picture=load_image(image)), *(strip for _, strip in rows)], path)
 
 
+def _picture(uri: str):
+    """A photo hit's picture, or a grey tile saying why there is none."""
+    from cbir.io.images import ImageLoadError, load_image
+    from cbir.visualize import notice_tile
+
+    try:
+        return load_image(uri)
+    except (ImageLoadError, OSError):
+        return notice_tile("file missing" if not Path(uri).exists() else "unreadable")
+
+
 # clip -> videos --------------------------------------------------------------------
 def search_clip(clip: Path, collection: Path, k: int, as_json: bool, grid: Optional[Path], encoder: Optional[Path]) -> None:
     """Rank the collection's videos for a query clip and show the aligned segments."""
     from cbir.collection.collection import Collection
     from cbir.pipelines.image import IMAGE_SPACE
     from cbir.pipelines.video import VideoPipeline
-    from cbir.search.video import find_clip
+    from cbir.search.video import find_clip, has_videos
 
     with user_errors():
         spec = _encoder_spec(encoder)
         with Collection.open(collection, spec) as store:
+            if not has_videos(store):
+                raise ValueError(f"{collection} holds no video to search with a clip: index videos with 'cbir index DIR --collection {collection}'")
             pipeline = VideoPipeline(store.pipeline(IMAGE_SPACE).encoder)
             try:
                 described = pipeline.describe(clip.expanduser())

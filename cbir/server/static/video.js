@@ -113,8 +113,9 @@ async function showMoments(file, k) {
     showVideoHits("Moments in videos", body.moments, (hit) =>
       `#${hit.rank} · ${hit.score.toFixed(3)} · ${baseNameOf(hit.uri)} · ${clock(hit.t_start)}–${clock(hit.t_end)}`);
   } catch (error) {
-    if (error.name !== "AbortError") showVideoHits("Moments in videos", [], () => "");
-    if (error.name !== "AbortError") videoPage.status.textContent = error.message;
+    if (error.name === "AbortError") return;
+    showVideoHits("Moments in videos", [], () => "");
+    videoPage.status.textContent = error.message;
   }
 }
 
