@@ -66,6 +66,9 @@ def test_a_photo_gets_its_moment_with_a_strip_of_frames(served):
     shown = np.asarray(Image.open(io.BytesIO(frame.content)).convert("RGB").resize((128, 96)), dtype=float)
     distance = {seed: np.abs(shown - np.asarray(scene_frame(seed, 0), dtype=float)).mean() for seed in (11, 12, 13)}
     assert min(distance, key=distance.get) == 12  # the strip shows the matching scene
+    thumbnail = client.get(f"/items/{best['item_id']}/thumbnail")  # a frame's thumbnail is the frame
+    assert thumbnail.status_code == 200 and thumbnail.headers["content-type"] == "image/jpeg"
+    assert thumbnail.history and "/frame?t=" in str(thumbnail.url)
 
 
 def test_item_files_answer_range_requests(served):

@@ -4,7 +4,13 @@ files skipped whole, a photo's moments, a clip's copies ranked first, re-index, 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -184,3 +190,38 @@ def test_an_interrupted_video_leaves_none_of_its_items(tmp_path):
         report = store.add([folder], pipeline=VideoPipeline(encoder), batch_size=2)
     assert report.added == 1 and report.unchanged == 1
     assert sum(kind == "frame" for kind, uri, *_ in items(tmp_path / "collection") if uri.endswith("b.mp4")) == 8
+
+
+def test_killing_cbir_index_during_videos_leaves_only_whole_videos(tmp_path):
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    for number in range(4):
+        write_scenes(folder / f"video{number}.mp4", [60 + 3 * number, 61 + 3 * number, 62 + 3 * number])
+    collection = tmp_path / "collection"
+    database = collection / "catalog.sqlite"
+    command = [sys.executable, "-m", "cbir.cli", "index", str(folder), "--collection", str(collection), "--batch-size", "2", "--json"]
+    environment = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+
+    def per_video() -> dict[str, tuple[int, int]]:
+        counts: dict[str, list[int]] = {}
+        for kind, uri, *_ in items(collection):
+            counts.setdefault(uri, [0, 0])[kind == "shot"] += 1
+        return {Path(uri).name: tuple(count) for uri, count in counts.items()}
+
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=environment)
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        try:
+            if database.exists() and per_video():
+                break
+        except sqlite3.OperationalError:
+            pass
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    seen = per_video()
+    assert 1 <= len(seen) < 4, f"could not kill between videos: {seen}"
+    assert set(seen.values()) == {(6, 3)}  # each stored video whole: 6 frames, 3 shots
+    finished = subprocess.run(command, capture_output=True, timeout=300, env=environment)
+    assert finished.returncode == 0, finished.stderr.decode()[-2000:]
+    assert per_video() == {f"video{number}.mp4": (6, 3) for number in range(4)}  # complete, nothing twice

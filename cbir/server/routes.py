@@ -10,7 +10,7 @@ from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, Response, UploadFile
-from fastapi.responses import StreamingResponse
+from fastapi.responses import RedirectResponse, StreamingResponse
 
 from cbir.collection.catalog import Item
 from cbir.io.images import ImageLoadError
@@ -128,6 +128,8 @@ def get_thumbnail(
     if size > settings.max_thumbnail_size:
         raise ApiError(422, f"size is {size}; thumbnails are at most {settings.max_thumbnail_size} pixels")
     item = service.item(item_id)
+    if item.t_start is not None:  # a frame or shot of a video: the frame shown at its start
+        return RedirectResponse(f"/items/{item_id}/frame?t={item.t_start:.3f}", status_code=307)
     with service.files.open(item.id, item.uri, service.expected_hash(item)) as verified:
         tag = f'"{item.content_hash or item.id}-{size}-{verified.stamp[3]}"'
         headers = {"ETag": tag, "Cache-Control": "no-cache"}
