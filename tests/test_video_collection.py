@@ -225,3 +225,19 @@ def test_killing_cbir_index_during_videos_leaves_only_whole_videos(tmp_path):
     finished = subprocess.run(command, capture_output=True, timeout=300, env=environment)
     assert finished.returncode == 0, finished.stderr.decode()[-2000:]
     assert per_video() == {f"video{number}.mp4": (6, 3) for number in range(4)}  # complete, nothing twice
+
+
+def test_without_pyav_videos_are_left_for_later_not_skipped(library, tmp_path, monkeypatch):
+    import importlib.util
+
+    folder, _, _ = library
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *rest: None if name == "av" else find_spec(name, *rest))
+    result = CliRunner().invoke(app, ["index", str(folder), "--collection", str(tmp_path / "c")])
+    assert result.exit_code == 0, result.output
+    assert "video file(s) not indexed" in result.output and "pip install 'cbir[video]'" in result.output
+    monkeypatch.undo()
+    with sqlite3.connect(tmp_path / "c" / "catalog.sqlite") as connection:
+        assert connection.execute("SELECT COUNT(*) FROM sources WHERE pipeline = 'video'").fetchone()[0] == 0
+    report = run("index", folder, "--collection", tmp_path / "c", "--json")  # once installed, they are indexed
+    assert report["videos"]["added"] >= 1

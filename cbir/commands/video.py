@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
+from rich.markup import escape
 from rich.table import Table
 
 from cbir.commands.common import print_json, print_report, results, user_errors
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     from cbir.search.video import ClipHit, MomentHit
 
 VIDEO_KINDS = ("frame", "shot")
+INSTALL_VIDEO = "pip install 'cbir[video]'"
 
 
 def is_clip(path: Path) -> bool:
@@ -39,7 +41,7 @@ def index_videos(
     from cbir.pipelines.video import VideoPipeline
 
     roots = [path for path in paths if path.is_dir() or is_video_path(path)]
-    if not roots:
+    if not roots or _without_video_support(roots):
         return None
     pipeline = VideoPipeline(store.pipeline(IMAGE_SPACE).encoder)
     with progress_bar("indexing videos", unit="video s", enabled=show_progress) as update:
@@ -49,6 +51,26 @@ def index_videos(
     report.skipped = [entry for entry in report.skipped if entry not in already]
     counts = (report.added, report.updated, report.unchanged, report.removed, report.gone, len(report.skipped))
     return report if any(counts) else None
+
+
+def _without_video_support(roots: list[Path]) -> bool:
+    """True, after saying so, when videos are there but PyAV or PySceneDetect is not installed (the
+    videos are left alone, to be indexed once it is)."""
+    import importlib.util
+
+    from cbir.collection.files import find_files
+
+    missing = [name for name in ("av", "scenedetect") if importlib.util.find_spec(name) is None]
+    if not missing:
+        return False
+    found = len(find_files([root.expanduser().resolve() for root in roots], is_video_path).files)
+    if found:
+        console.print(
+            f"[yellow]{found} video file(s) not indexed: reading videos needs {' and '.join(missing)} "
+            f"({escape(INSTALL_VIDEO)}); --no-video silences this[/yellow]",
+            soft_wrap=True,
+        )
+    return True
 
 
 def print_video_report(report: IndexReport) -> None:
