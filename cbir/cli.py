@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Optional
 import typer
 from rich.table import Table
 
-from cbir.commands import evaluate, serve, train
+from cbir.commands import evaluate, serve, train, video
 from cbir.commands.common import (
     App,
     BackboneOption,
@@ -61,13 +61,14 @@ def index(
     workers: Optional[int] = typer.Option(None, help="Decoding worker processes (default: the cores left free by the network's threads; 0 decodes in-process)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     faces: bool = typer.Option(False, "--faces", help="Index every face found (items of kind face, in the face space)."),
+    videos: bool = typer.Option(True, "--video/--no-video", help="Also index the videos found: their frames and shots, beside the photos."),
     objects: bool = typer.Option(False, "--objects", help="Also index every object detected (items of kind region, beside the whole images)."),
     detector: Optional[Path] = DetectorFileOption,
     min_score: Optional[float] = MinScoreOption,
     max_boxes: Optional[int] = MaxBoxesOption,
     min_box: Optional[float] = MinBoxOption,
 ) -> None:
-    """Index images into a collection; re-running adds only new or changed files."""
+    """Index images (and videos) into a collection; re-running adds only new or changed files."""
     if objects or any(option is not None for option in (detector, min_score, max_boxes, min_box)):
         with user_errors():
             if not objects:
@@ -89,12 +90,17 @@ def index(
         collection = collection.expanduser()
         with removed_if_new_and_failed(collection):
             store = Collection.open_or_create(collection, spec, index_type, search_effort)
-            with store, progress_bar("indexing", enabled=not as_json) as update:
-                report = store.add(directories, sync=sync, batch_size=batch_size, workers=workers, progress=update)
+            with store:
+                with progress_bar("indexing", enabled=not as_json) as update:
+                    roots = video.photo_roots(directories) if videos else directories
+                    report = store.add(roots, sync=sync, batch_size=batch_size, workers=workers, progress=update)
+                found = video.index_videos(store, directories, sync, batch_size, not as_json, report.skipped) if videos else None
     if as_json:
-        print_json(report.to_dict())
+        print_json({**report.to_dict(), **({"videos": found.to_dict()} if found else {})})
     else:
         print_report(report)
+        if found:
+            video.print_video_report(found)
 
 
 def print_results(hits: list[SearchResult]) -> None:
@@ -109,7 +115,9 @@ def print_results(hits: list[SearchResult]) -> None:
 
 @app.command()
 def search(
-    image: Optional[Path] = typer.Argument(None, help="Query image (optional with --label: every object of that class)."),
+    image: Optional[Path] = typer.Argument(
+        None, help="Query image, or video clip (found by its suffix, or with --clip); optional with --label: every object of that class."
+    ),
     collection: Path = CollectionOption,
     k: int = typer.Option(10, "-k", min=1, help="Number of results (1 or more)."),
     kind: Optional[list[str]] = typer.Option(None, help="Only items of this kind (image, region, face, frame); repeatable."),
@@ -120,35 +128,44 @@ def search(
     qe: int = typer.Option(0, "--qe", help="alpha-query expansion with this many first hits (0: off)."),
     qe_alpha: float = typer.Option(3.0, "--qe-alpha", help="Weight hits by score**alpha in query expansion."),
     encoder: Optional[Path] = typer.Option(None, "--encoder", help="The collection's encoder file, where it has moved."),
+    clip: bool = typer.Option(False, "--clip", help="IMAGE is a video clip: rank the videos that hold it."),
     objects: bool = typer.Option(False, "--objects", help="Search with each object detected in IMAGE; photos ranked by how many they hold."),
     box: Optional[str] = typer.Option(None, "--box", help="Search with this part of IMAGE: x0,y0,x1,y1 in its pixels."),
     match: Optional[str] = typer.Option(None, "--match", help="With --objects: any (photos holding the most query objects first) or all (only photos holding every one)."),
 ) -> None:
-    """Find the items most similar to IMAGE."""
+    """Find the items most similar to IMAGE (and the moments of videos that show it); a clip finds the videos that hold it."""
     if image is None or objects or box is not None or match is not None:
         return search_objects(image, collection, k, objects, box, label, match, as_json, grid)
     if faces:
         return search_faces(image, collection, k, label, as_json, grid)
+    if clip or video.is_clip(image):
+        return video.search_clip(image, collection, k, as_json, grid, encoder)
     from cbir.collection.collection import Collection
 
     with user_errors():
         spec = encoder_spec_from_options(None, None, None, None, None, None, encoder) if encoder else None
         with Collection.open(collection, spec) as store:
+            moments = video.moments_of(store, image, k) if kind is None and label is None else None
+            kind = video.photo_kinds(store) if moments is not None else kind
             if qe > 0:
                 from cbir.search.reranking import expanded_search
 
                 hits = expanded_search(store, image, k, qe, qe_alpha, kind, label)
             else:
                 hits = store.search(image, k=k, kinds=kind, label=label)
-            if grid is not None:
+            if grid is not None and moments is not None:
+                video.moment_grid(image, hits, moments, grid.expanduser())
+            elif grid is not None:
                 from cbir.io.images import load_image
                 from cbir.visualize import result_grid
 
                 result_grid(load_image(image), hits, grid.expanduser())
     if as_json:
-        print_json({"query": str(image), "results": [hit.to_dict() for hit in hits]})
+        print_json({"query": str(image), "results": [hit.to_dict() for hit in hits], **video.moments_json(moments)})
     else:
         print_results(hits)
+        if moments is not None:
+            video.print_moments(moments)
         if grid is not None:
             console.print(f"grid written to {grid}")
 

@@ -16,7 +16,7 @@ from cbir.evaluation.temporal_metrics import boundary_score, temporal_iou  # noq
 from cbir.evaluation.video_copies import synthetic_frames  # noqa: E402
 from cbir.io.shots import make_shot_detector  # noqa: E402
 from cbir.io.video import (  # noqa: E402
-    NoVideoStream, Sampling, TruncatedVideo, VideoDecodeError, VideoError, VideoOpenError, VideoScan, probe,
+    NoVideoStream, Sampling, TruncatedVideo, VideoDecodeError, VideoError, VideoOpenError, VideoScan, frames_at, probe,
 )
 from cbir.io.video_writer import VideoWriter  # noqa: E402
 
@@ -196,3 +196,16 @@ def test_transnet_detector_finds_the_cuts(tmp_path):
     keyframes = [frame.time for frame in scan if frame.keyframe]
     assert boundary_score([shot.first_index for shot in scan.shots[1:]], starts[1:], tolerance=1).f1 == 1.0
     assert keyframes[0] == 0.0 and len(keyframes) == 3  # reported late, each shot still gets one
+
+
+def test_frames_at_seeks_to_the_frame_shown_at_each_time(tmp_path):
+    path = tmp_path / "steps.mp4"
+    with VideoWriter(path, SIZE, FPS, rotation=90) as writer:
+        for number in range(40):  # 4 s; the grey level steps up every second
+            writer.write(np.full((64, 96, 3), 40 + 50 * (number // 10), np.uint8))
+    with open(path, "rb") as stream:
+        frames = frames_at(stream, [3.2, 0.0, 1.95, 99.0], short_side=32)
+    assert [frame.shape for frame in frames] == [(48, 32, 3)] * 4  # upright (rotated), short side 32
+    assert [round((float(frame.mean()) - 40) / 50) for frame in frames] == [3, 0, 1, 3]  # the second each time falls in
+    with pytest.raises(VideoOpenError):
+        frames_at(tmp_path / "missing.mp4", [0.0])

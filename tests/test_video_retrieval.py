@@ -14,7 +14,7 @@ from PIL import Image  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from cbir.evaluation.video_copies import make_copies, synthetic_frames  # noqa: E402
-from cbir.evaluation.video_descriptors import describe_video  # noqa: E402
+from cbir.pipelines.video import describe_video  # noqa: E402
 from cbir.io.video import Sampling  # noqa: E402
 from cbir.io.video_writer import VideoWriter  # noqa: E402
 from cbir.search.temporal import FrameTable, photo_moments, search_clip  # noqa: E402

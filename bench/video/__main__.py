@@ -1,8 +1,9 @@
 """Video retrieval: copy detection per transformation, shot detectors, index speed and size.
 
-    nice -n 10 python -m bench.video [--data DIR] [--work DIR] [--asl 7] [--max-seconds 20] [--montages 2]
+    nice -n 10 python -m bench.video [--data DIR] [--work DIR] [--asl 7] [--max-seconds 20] [--montages 2] [--parts ...]
 
-Writes bench/results/video.md. Three parts, on ``videos/`` of the shared data:
+Writes bench/results/video.md. Four parts, on ``videos/`` of the shared data
+(``--parts`` measures some of them again and keeps the file's other sections):
 
 1. the copy-detection protocol of ``cbir evaluate videos`` (clip -> video mAP
    with the pooled-vector and chamfer baselines of the same run, temporal IoU,
@@ -11,13 +12,19 @@ Writes bench/results/video.md. Three parts, on ``videos/`` of the shared data:
    real clips and generated scenes): precision, recall and F1 of PySceneDetect's
    content detector and TransNetV2, and their speed;
 3. index speed (decode + shots + encode, video seconds per wall second) on
-   two of the long clips at full resolution, and descriptor bytes per hour.
+   two of the long clips at full resolution, and descriptor bytes per hour;
+4. the cost in a collection: the same clips indexed by ``cbir index`` (its
+   own process, as a user runs it): wall time per hour of video and the
+   collection's bytes per hour of video.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,15 +35,22 @@ from bench.common import RESULTS, RunClock, command_line, default_data, machine_
 from bench.video.montage import Montage, write_montage
 from cbir.evaluation.temporal_metrics import BoundaryScore, boundary_score
 from cbir.evaluation.video_copies import TRANSFORMATIONS
-from cbir.evaluation.video_descriptors import describe_video
 from cbir.evaluation.videos import VideoProtocol, evaluate_videos, video_files
 from cbir.io.shots import SHOT_DETECTORS, make_shot_detector
-from cbir.io.video import Sampling, VideoScan
+from cbir.io.video import Sampling, VideoScan, probe
+from cbir.pipelines.video import describe_video
 from cbir.progress import console
 
 SPEED_CLIPS = ("bottle-detection.mp4", "car-detection.mp4")  # 70 s of video at 640x360 and 768x432
 CUT_TOLERANCE = 2  # frames
 DISSOLVE_SLACK = 2  # frames beyond a dissolve's ends that still count
+PARTS = ("copies", "shots", "speed", "collection")
+TITLES = {
+    "copies": "Copy detection (`cbir evaluate videos`)",
+    "shots": "Shot boundaries",
+    "speed": "Index speed and size",
+    "collection": "Cost in a collection (`cbir index`)",
+}
 
 
 class TimedDetector:
@@ -120,6 +134,45 @@ def index_speed(paths: list[Path]) -> dict:
     return result
 
 
+def cbir_index(arguments: list[str]) -> dict:
+    """``cbir index ... --json`` in its own process (this tree's ``cbir``): its report."""
+    root = Path(__file__).resolve().parents[2]
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, "-m", "cbir.cli", "index", *arguments, "--json"], capture_output=True, text=True, env=environment)
+    if done.returncode != 0:
+        raise RuntimeError(f"cbir index failed: {done.stderr[-2000:]}")
+    return json.loads(done.stdout)
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
+
+
+def collection_cost(paths: list[Path], work: Path) -> dict:
+    """``cbir index`` on a folder of ``paths`` into a new collection: wall time (the whole process, model
+    loading included, and the videos' part of its report) and the bytes the videos added to the collection."""
+    videos, empty, collection = work / "collection-videos", work / "collection-empty", work / "collection"
+    for folder in (videos, empty):
+        folder.mkdir(parents=True, exist_ok=True)
+    for path in paths:
+        if not (videos / path.name).exists():
+            (videos / path.name).symlink_to(path)
+    cbir_index([str(empty), "--collection", str(collection)])
+    before = folder_bytes(collection)
+    console.print(f"cbir index: {', '.join(path.name for path in paths)}")
+    started = time.perf_counter()
+    report = cbir_index([str(videos), "--collection", str(collection)])
+    wall = time.perf_counter() - started
+    return {
+        "videos": [path.name for path in paths],
+        "video_seconds": sum(probe(path).duration or 0.0 for path in paths),
+        "wall": wall,
+        "videos_wall": report["videos"]["seconds"],
+        "added": report["videos"]["added"],
+        "bytes": folder_bytes(collection) - before,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.video", description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=default_data(), help="The shared benchmark data folder (needs videos/).")
@@ -130,24 +183,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--asl", type=int, default=7, help="ASL clips used as sources beside the three long scenes.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULTS / "video.md")
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS), help="Measure only these parts; the file keeps its other sections.")
     args = parser.parse_args(argv)
     folder = args.data / "videos"
     if not folder.is_dir():
         console.print(f"[red]{folder} is missing: pass --data DIR with the shared benchmark data[/red]")
         return 2
     clock = RunClock()
+    speed_clips = [args.data / "videos" / name for name in SPEED_CLIPS]
+    protocol = VideoProtocol(seed=args.seed, max_seconds=args.max_seconds)
+    measured = {}
     with tempfile.TemporaryDirectory() as temporary:
         work = args.work or Path(temporary)
         folder = _sources(folder, args.asl, work / "sources")
-        protocol = VideoProtocol(seed=args.seed, max_seconds=args.max_seconds)
-        console.print("copy detection")
-        evaluation = evaluate_videos(folder, work / "copies", protocol=protocol, step=lambda name, done, total: console.print(f"  {name} {done}/{total}") if done % 20 == 0 else None)
-        rng = np.random.default_rng(args.seed)
-        sources = video_files(folder)
-        montages = [write_montage(work / f"montage-{k}.mp4", sources, rng, shots=args.shots) for k in range(args.montages)]
-        shots = shot_rows(montages)
-        speed = index_speed([args.data / "videos" / name for name in SPEED_CLIPS])
-    write(args, clock, protocol, evaluation, montages, shots, speed)
+        if "copies" in args.parts:
+            console.print("copy detection")
+            measured["copies"] = evaluate_videos(folder, work / "copies", protocol=protocol, step=lambda name, done, total: console.print(f"  {name} {done}/{total}") if done % 20 == 0 else None)
+        if "shots" in args.parts:
+            rng = np.random.default_rng(args.seed)
+            montages = [write_montage(work / f"montage-{k}.mp4", video_files(folder), rng, shots=args.shots) for k in range(args.montages)]
+            measured["shots"] = (montages, shot_rows(montages))
+        if "speed" in args.parts:
+            measured["speed"] = index_speed(speed_clips)
+        if "collection" in args.parts:
+            measured["collection"] = collection_cost(speed_clips, work)
+    write(args, clock, protocol, measured)
     console.print(f"written to {args.out}")
     return 0
 
@@ -162,7 +222,36 @@ def _sources(folder: Path, asl: int, target: Path) -> Path:
     return target
 
 
-def write(args, clock, protocol, evaluation, montages, shots, speed) -> None:
+def write(args, clock, protocol, measured: dict) -> None:
+    """The results file: the header and a section per part; a run of some parts keeps the file's other sections."""
+    provenance = [f"Command: `nice -n 10 {command_line()}`", "", clock.summary(), ""]
+    builders = {"copies": copies_section, "shots": shots_section, "speed": speed_section, "collection": collection_section}
+    sections = {TITLES[part]: [f"## {TITLES[part]}", "", *builders[part](args, protocol, measured[part])] for part in measured}
+    if set(measured) == set(PARTS) or not args.out.is_file():
+        header = ["# Video retrieval", "", *provenance[:2], *machine_description(), clock.summary(), ""]
+        kept: dict[str, list[str]] = {}
+    else:
+        header, kept = split_sections(args.out.read_text())
+        sections = {title: [*lines[:2], *provenance, *lines[2:]] for title, lines in sections.items()}
+    ordered = {**kept, **sections}  # a section measured again keeps its place
+    text = "\n".join(header).rstrip("\n") + "\n\n" + "\n\n".join("\n".join(lines).strip("\n") for lines in ordered.values())
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text + "\n")
+
+
+def split_sections(text: str) -> tuple[list[str], dict[str, list[str]]]:
+    """(the lines before the first ``## `` title, each section's lines by title)."""
+    header: list[str] = []
+    sections: dict[str, list[str]] = {}
+    current = header
+    for line in text.splitlines():
+        if line.startswith("## "):
+            current = sections.setdefault(line[3:].strip(), [])
+        current.append(line)
+    return header, sections
+
+
+def copies_section(args, protocol, evaluation) -> list[str]:
     config = evaluation.config
     per = config["per_transformation"]
     copy_rows = [
@@ -170,21 +259,7 @@ def write(args, clock, protocol, evaluation, montages, shots, speed) -> None:
          f"{per[name]['temporal IoU']:.1f}", f"{per[name]['photo hit rate']:.1f}"]
         for name in [*TRANSFORMATIONS, "all"]
     ]
-    frames_per_second = speed["frames"] / speed["video_seconds"]
-    bytes_per_hour = frames_per_second * 3600 * speed["dim"] * 4
-    cuts = sum(len(m.cuts) for m in montages)
-    dissolves = sum(len(m.dissolves) for m in montages)
-    frames = sum(m.frames for m in montages)
-    lines = [
-        "# Video retrieval",
-        "",
-        f"Command: `nice -n 10 {command_line()}`",
-        "",
-        *machine_description(),
-        clock.summary(),
-        "",
-        "## Copy detection (`cbir evaluate videos`)",
-        "",
+    return [
         f"{config['sources']} source videos from `videos/` (the 3 scenes of 30-140 s cut to their first {protocol.max_seconds:g} s, "
         f"the first {args.asl} ASL clips of 1.6-3.6 s, all reduced to a {protocol.work_side} px short side before editing), one copy per "
         f"transformation ({config['copies']} copies) and {config['distractors']} synthetic distractor videos; "
@@ -209,8 +284,20 @@ def write(args, clock, protocol, evaluation, montages, shots, speed) -> None:
         f"encoding the database {config['seconds']['database']:.0f} s for {config['database frames']} frames of "
         f"{config['database video seconds']:.0f} s of video).",
         "",
-        "## Shot boundaries",
+        "Raw metrics:",
         "",
+        "```json",
+        json.dumps(evaluation.to_dict()["metrics"], indent=1),
+        "```",
+    ]
+
+
+def shots_section(args, protocol, measured) -> list[str]:
+    montages, shots = measured
+    cuts = sum(len(m.cuts) for m in montages)
+    dissolves = sum(len(m.dissolves) for m in montages)
+    frames = sum(m.frames for m in montages)
+    return [
         f"{len(montages)} montages ({frames} frames at 25 fps, 384x216) of {args.shots} segments of 1.5-5 s each, taken from random "
         "real clips (one in four a generated scene of coloured shapes panning), joined by "
         f"{cuts} hard cuts and {dissolves} cross-dissolves of 10 frames. A cut is found when a reported shot start "
@@ -220,9 +307,13 @@ def write(args, clock, protocol, evaluation, montages, shots, speed) -> None:
         "",
         markdown_table(["detector", "cut precision", "cut recall", "cut F1", "dissolve recall", "all precision",
                         "all recall", "all F1", "frames/s"], shots),
-        "",
-        "## Index speed and size",
-        "",
+    ]
+
+
+def speed_section(args, protocol, speed) -> list[str]:
+    frames_per_second = speed["frames"] / speed["video_seconds"]
+    bytes_per_hour = frames_per_second * 3600 * speed["dim"] * 4
+    return [
         f"Two of the long clips at full resolution ({', '.join(speed['videos'])}; {speed['video_seconds']:.0f} s of video): "
         "decode every frame, detect shots with the content detector, encode the frames sampled at 1 per second plus "
         "the shot keyframes.",
@@ -234,15 +325,25 @@ def write(args, clock, protocol, evaluation, montages, shots, speed) -> None:
             ["frames kept per video second", f"{frames_per_second:.3f} ({speed['shots']} shots)"],
             ["descriptor bytes per hour of video", f"{bytes_per_hour / 1e6:.1f} MB ({speed['dim']}-d float32)"],
         ]),
-        "",
-        "Raw metrics:",
-        "",
-        "```json",
-        json.dumps(evaluation.to_dict()["metrics"], indent=1),
-        "```",
     ]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines) + "\n")
+
+
+def collection_section(args, protocol, cost) -> list[str]:
+    hours = cost["video_seconds"] / 3600
+    return [
+        f"The same clips ({', '.join(cost['videos'])}; {cost['video_seconds']:.0f} s of video) indexed by `cbir index FOLDER "
+        "--collection C` in its own process, as a user runs it, into a collection created empty just before (default encoder, "
+        "`Flat` index): frames at 1 per second plus shot keyframes, stored as `frame` and `shot` items. The bytes are what "
+        "the videos added to the collection folder (catalog with raw descriptors and metadata, FAISS index).",
+        "",
+        markdown_table(["measure", "value"], [
+            ["videos indexed", str(cost["added"])],
+            ["wall time of `cbir index` (model loading included)", f"{cost['wall']:.1f} s"],
+            ["of which indexing the videos", f"{cost['videos_wall']:.1f} s"],
+            ["index time per hour of video", f"{cost['videos_wall'] / hours / 3600:.2f} h ({cost['video_seconds'] / cost['videos_wall']:.2f} video seconds per wall second)"],
+            ["collection bytes per hour of video", f"{cost['bytes'] / hours / 1e6:.1f} MB"],
+        ]),
+    ]
 
 
 if __name__ == "__main__":

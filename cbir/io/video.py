@@ -22,7 +22,7 @@ from collections import deque
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import BinaryIO, Iterator, Protocol
 
 import numpy as np
 
@@ -403,3 +403,60 @@ def _shots(starts: list[tuple[int, float]], frames: int, end: float) -> list[Sho
             last, stop = frames - 1, end
         shots.append(Shot(start=start, end=stop, first_index=first, last_index=last))
     return shots
+
+
+def frames_at(source: str | Path | BinaryIO, times: list[float], short_side: int | None = None) -> list[np.ndarray]:
+    """Upright RGB frames with square pixels shown at ``times`` (seconds from the first frame, as
+    ``VideoScan`` counts them), found by seeking, for thumbnails; a time past the end gives the last frame.
+
+    ``source``: a path, or a file opened for reading. Raises ``VideoError``
+    when it cannot be opened or nothing decodes.
+    """
+    import av
+
+    name = Path(source) if isinstance(source, (str, Path)) else Path(str(getattr(source, "name", "video")))
+    container = _open(source) if isinstance(source, (str, Path)) else _open_stream(source, name)
+    try:
+        stream = container.streams.video[0]
+        aspect = _sample_aspect(stream)
+        origin = stream.start_time or 0
+        pictures = []
+        for time in times:
+            target = origin + round(time / stream.time_base) if stream.time_base else origin
+            frame = _frame_at(container, stream, target, name)
+            rotation = _right_angle(frame.rotation)
+            size = scaled_size(*_display_size(frame.width, frame.height, aspect, rotation), short_side)
+            pictures.append(_rgb(frame, size, rotation))
+        return pictures
+    except av.FFmpegError as error:
+        raise VideoDecodeError(name, f"corrupt data ({_ffmpeg_reason(error)})") from None
+    finally:
+        container.close()
+
+
+def _open_stream(stream: BinaryIO, name: Path):
+    import av
+
+    try:
+        container = av.open(stream, metadata_errors="ignore")
+    except (av.FFmpegError, OSError, ValueError) as error:
+        raise VideoOpenError(name, f"not a readable video ({_ffmpeg_reason(error)})") from None
+    if not container.streams.video:
+        container.close()
+        raise NoVideoStream(name, "no video stream: nothing to look at")
+    return container
+
+
+def _frame_at(container, stream, target: int, name: Path):
+    """The last frame whose timestamp is at most ``target`` (or the first after it)."""
+    container.seek(max(target, 0), stream=stream, backward=True, any_frame=False)
+    shown = None
+    for frame in container.decode(stream):
+        if shown is not None and frame.pts is not None and frame.pts > target:
+            break
+        shown = frame
+        if frame.pts is not None and frame.pts >= target:
+            break
+    if shown is None:
+        raise VideoDecodeError(name, "no frame could be decoded")
+    return shown

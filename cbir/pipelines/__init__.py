@@ -41,4 +41,12 @@ def object_pipeline(record: dict, encoder=None) -> Pipeline:
     return ObjectPipeline.from_record(record, encoder)
 
 
+@PIPELINES.register("video")
+def video_pipeline(record: dict, encoder=None) -> Pipeline:
+    """Frames and shots of video files, in the image space (``cbir.pipelines.video``)."""
+    from cbir.pipelines.video import VideoPipeline
+
+    return VideoPipeline.from_record(record, encoder)
+
+
 __all__ = ["PIPELINES", "Pipeline", "Source", "SourceResult"]

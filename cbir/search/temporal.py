@@ -57,6 +57,7 @@ class FrameTable:
     video: np.ndarray  # N video numbers; a video's rows are contiguous and in time order
     start: np.ndarray  # N seconds
     end: np.ndarray  # N seconds
+    position: np.ndarray | None = None  # N frame numbers within their video (None: the rows are all of each video's frames)
 
     @classmethod
     def of(cls, videos: Sequence[tuple[np.ndarray, Sequence[float], float]]) -> "FrameTable":
@@ -105,7 +106,8 @@ def photo_moments(
     """Moments from frame hits (``rows`` of ``table`` with their ``scores``), best first.
 
     A video's hits within ``margin`` of its best hit are kept; kept rows at
-    most ``max_gap`` missing frames apart merge into one moment.
+    most ``max_gap`` missing frames apart (by ``table.position`` when the
+    table holds only some frames of each video) merge into one moment.
     """
     rows, scores = np.asarray(rows, dtype=np.int64), np.asarray(scores, dtype=np.float64)
     if len(rows) == 0:
@@ -116,7 +118,8 @@ def photo_moments(
     kept = scores >= best[videos] - margin
     order = np.lexsort((rows[kept], videos[kept]))
     rows, scores, videos = rows[kept][order], scores[kept][order], videos[kept][order]
-    breaks = np.flatnonzero((np.diff(videos) != 0) | (np.diff(rows) > max_gap + 1)) + 1
+    positions = rows if table.position is None else table.position[rows]
+    breaks = np.flatnonzero((np.diff(videos) != 0) | (np.diff(positions) > max_gap + 1)) + 1
     moments = []
     for members in np.split(np.arange(len(rows)), breaks):
         peak = members[np.argmax(scores[members])]

@@ -10,14 +10,14 @@ from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, Response, UploadFile
-from fastapi.responses import StreamingResponse
-from starlette.background import BackgroundTask
+from fastapi.responses import RedirectResponse, StreamingResponse
 
 from cbir.collection.catalog import Item
 from cbir.io.images import ImageLoadError
 from cbir.server.auth import require_token
 from cbir.server.errors import ApiError
 from cbir.server.models import AddResponse, ErrorResponse, ItemDetails, RemoveResponse, SearchResponse
+from cbir.server.ranges import file_response
 from cbir.server.service import CollectionService
 from cbir.server.thumbnails import upright_size
 from cbir.server.uploads import read_upload
@@ -27,7 +27,6 @@ ItemId = Annotated[int, Path(ge=1, le=MAX_ITEM_ID, description="An item id, as s
 ERRORS = {status: {"model": ErrorResponse} for status in (404, 413, 415, 422)}
 WRITE_ERRORS = {status: {"model": ErrorResponse} for status in (401, 403, 404, 409, 413, 415, 422, 503)}
 
-CHUNK = 1 << 20
 
 router = APIRouter()
 
@@ -129,6 +128,8 @@ def get_thumbnail(
     if size > settings.max_thumbnail_size:
         raise ApiError(422, f"size is {size}; thumbnails are at most {settings.max_thumbnail_size} pixels")
     item = service.item(item_id)
+    if item.t_start is not None:  # a frame or shot of a video: the frame shown at its start
+        return RedirectResponse(f"/items/{item_id}/frame?t={item.t_start:.3f}", status_code=307)
     with service.files.open(item.id, item.uri, service.expected_hash(item)) as verified:
         tag = f'"{item.content_hash or item.id}-{size}-{verified.stamp[3]}"'
         headers = {"ETag": tag, "Cache-Control": "no-cache"}
@@ -145,21 +146,22 @@ def get_thumbnail(
 @router.get(
     "/items/{item_id}/file",
     response_class=StreamingResponse,
-    responses={200: {"content": {"application/octet-stream": {}}}, 409: {"model": ErrorResponse}, **ERRORS},
+    responses={200: {"content": {"application/octet-stream": {}}}, 206: {"description": "The requested byte range"}, 409: {"model": ErrorResponse}, 416: {"model": ErrorResponse}, **ERRORS},
     summary="The original file an item comes from, while it is still the file that was indexed",
 )
-def get_file(service: Service, item_id: ItemId) -> StreamingResponse:
+def get_file(request: Request, service: Service, item_id: ItemId) -> StreamingResponse:
+    """The whole file, or the byte range a ``Range`` header asks for (206), as video players ask."""
     item = service.item(item_id)
     opened = contextlib.ExitStack()
     verified = opened.enter_context(service.files.open(item.id, item.uri, service.expected_hash(item)))
     name = FilePath(item.uri).name
-    headers = {"Content-Length": str(verified.size), "Content-Disposition": inline_disposition(name)}
-    return StreamingResponse(
-        iter(lambda: verified.stream.read(CHUNK), b""),
-        media_type=mimetypes.guess_type(name)[0] or "application/octet-stream",
-        headers=headers,
-        background=BackgroundTask(opened.close),
-    )
+    media_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    headers = {"Content-Disposition": inline_disposition(name)}
+    try:
+        return file_response(verified.stream, verified.size, request.headers.get("range"), media_type, headers, opened.close)
+    except ApiError:
+        opened.close()
+        raise
 
 
 def inline_disposition(name: str) -> str:

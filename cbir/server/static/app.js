@@ -149,6 +149,7 @@ function previewFile(file) {
 // `fromHistory`: the Back or Forward button brought this upload back; the history already has its entry.
 function useFile(file, {fromHistory = false} = {}) {
   if (!file) return;
+  if (window.cbirVideo && window.cbirVideo.isClip(file)) return window.cbirVideo.searchClip(file);
   if (!file.type.startsWith("image/") && file.type !== "") {
     showMessage(`${file.name} is not an image.`);
     return;
@@ -218,6 +219,7 @@ async function search(query = state.query, accepted = null, pages = query === st
   for (const [key, value] of Object.entries(query.fields || {})) form.append(key, value);
   form.append("k", String(k));
   if (elements.kind.value) form.append("kind", elements.kind.value);
+  else if (window.cbirVideo) window.cbirVideo.addPhotoKinds(form);
   if (elements.label.value.trim()) form.append("label", elements.label.value.trim());
 
   showMessage("");
@@ -234,6 +236,7 @@ async function search(query = state.query, accepted = null, pages = query === st
     if (accepted) accepted(query);
     render(body.results, k, performance.now() - started, sameQuery);
     document.dispatchEvent(new CustomEvent("cbir:searched", {detail: {query}}));
+    if (window.cbirVideo) window.cbirVideo.showMoments(query.file || null, k);
   } catch (error) {
     if (error.name === "AbortError") return;
     elements.status.textContent = shownStatus;
