@@ -77,3 +77,33 @@ def write_slice(
     dataset.PixelData = np.full(size, value, dtype=np.uint16).tobytes()
     dataset.save_as(path, enforce_file_format=True)
     return path
+
+
+def write_series(folder: Path, slices: int = 3, patient: dict[str, str] | None = None, value: int = 1100, **options) -> list[Path]:
+    """A written CT series of ``slices`` files (one series UID, stacked along z), in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    series = generate_uid()
+    return [
+        write_slice(folder / f"slice{number}.dcm", series, float(number), number + 1, value + 40 * number, patient=patient, **options)
+        for number in range(slices)
+    ]
+
+
+def write_medmnist(path: Path, per_split: int = 3) -> Path:
+    """A tiny MedMNIST-style .npz: 28x28 greyscale ``train`` and ``test`` images of two labels (stripes or a square)."""
+    arrays = {}
+    for offset, split in enumerate(("train", "test")):
+        images, labels = [], []
+        for number in range(per_split):
+            label = number % 2
+            image = np.zeros((28, 28), dtype=np.uint8)
+            if label:
+                image[6 + offset : 22, 6 + number : 22] = 220
+            else:
+                image[:, :: 3 + number] = 200
+            images.append(image)
+            labels.append(label)
+        arrays[f"{split}_images"] = np.stack(images)
+        arrays[f"{split}_labels"] = np.array(labels)[:, None]
+    np.savez(path, **arrays)
+    return path

@@ -33,4 +33,12 @@ def face_pipeline(record: dict, encoder=None) -> Pipeline:
     return FacePipeline.from_record(record, encoder)
 
 
+@PIPELINES.register("medical")
+def medical_pipeline(record: dict, encoder=None) -> Pipeline:
+    """DICOM series, NIfTI volumes and MedMNIST splits (``cbir.pipelines.medical``); ``encoder``: already loaded."""
+    from cbir.pipelines.medical import MedicalPipeline
+
+    return MedicalPipeline.from_record(record, encoder)
+
+
 __all__ = ["PIPELINES", "Pipeline", "Source", "SourceResult"]
