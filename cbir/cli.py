@@ -30,6 +30,7 @@ from cbir.commands.common import (
 )
 from cbir.commands.doctor import doctor
 from cbir.commands.faces import faces_app, index_faces, search_faces
+from cbir.commands.medical import index_medical, medical_app
 from cbir.encoders.spec import DEFAULT_BATCH_SIZE
 from cbir.progress import console, progress_bar
 
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 
 app = App(help="Deep content-based retrieval: index a collection, search it by example.", no_args_is_help=True)
 app.add_typer(faces_app, name="faces")
+app.add_typer(medical_app, name="medical")
 
 
 @app.command()
@@ -60,8 +62,13 @@ def index(
     workers: Optional[int] = typer.Option(None, help="Decoding worker processes (default: the cores left free by the network's threads; 0 decodes in-process)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     faces: bool = typer.Option(False, "--faces", help="Index every face found (items of kind face, in the face space)."),
+    medical: bool = typer.Option(False, "--medical", help="Index DICOM series, NIfTI volumes and MedMNIST .npz splits (slice and series items, medical space)."),
 ) -> None:
     """Index images into a collection; re-running adds only new or changed files."""
+    if medical:
+        with user_errors():
+            spec = encoder_spec_from_options(backbone, pooling, gem_p, size, multiscale, weights, encoder)
+        return index_medical(directories, collection, spec, sync, batch_size, workers, as_json, index_type)
     if faces:
         with user_errors():
             missing_inputs(directories)

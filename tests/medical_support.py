@@ -42,8 +42,9 @@ def write_slice(
     size: tuple[int, int] = (8, 8),
     patient: dict[str, str] | None = None,
     extra: dict | None = None,
+    pixels: np.ndarray | None = None,
 ) -> Path:
-    """A small uncompressed CT slice whose pixels all equal ``value``, at height ``z`` (patient axis)."""
+    """A small uncompressed CT slice whose pixels all equal ``value`` (or are ``pixels``), at height ``z`` (patient axis)."""
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = CTImageStorage
     meta.MediaStorageSOPInstanceUID = generate_uid()
@@ -74,19 +75,23 @@ def write_slice(
     dataset.SliceThickness = 1.0
     for keyword, item in (extra or {}).items():
         setattr(dataset, keyword, item)
-    dataset.PixelData = np.full(size, value, dtype=np.uint16).tobytes()
+    dataset.PixelData = (np.full(size, value, dtype=np.uint16) if pixels is None else pixels.astype(np.uint16)).tobytes()
     dataset.save_as(path, enforce_file_format=True)
     return path
 
 
 def write_series(folder: Path, slices: int = 3, patient: dict[str, str] | None = None, value: int = 1100, **options) -> list[Path]:
-    """A written CT series of ``slices`` files (one series UID, stacked along z), in ``folder``."""
+    """A written CT series of ``slices`` files (one series UID, stacked along z), in ``folder``: 8x8 slices of a
+    random pattern seeded by ``value`` (so that series of other values look different), or flat ones of another size."""
     folder.mkdir(parents=True, exist_ok=True)
     series = generate_uid()
-    return [
-        write_slice(folder / f"slice{number}.dcm", series, float(number), number + 1, value + 40 * number, patient=patient, **options)
-        for number in range(slices)
-    ]
+    random = np.random.default_rng(value)
+    paths = []
+    for number in range(slices):
+        pixels = None if "size" in options else random.integers(value - 400, value + 400, (8, 8))
+        paths.append(write_slice(folder / f"slice{number}.dcm", series, float(number), number + 1, value, patient=patient,
+                                 pixels=pixels, **options))
+    return paths
 
 
 def write_medmnist(path: Path, per_split: int = 3) -> Path:
