@@ -16,6 +16,7 @@ from cbir.server.errors import install_error_handlers
 from cbir.server.memory import return_freed_memory
 from cbir.server.middleware import BodySizeLimit, HostCheck, SecurityHeaders
 from cbir.server.routes import router
+from cbir.server.routes_medical import router as medical_router
 from cbir.server.service import CollectionService
 from cbir.server.settings import ServerSettings
 from cbir.server.thumbnails import ThumbnailCache
@@ -60,6 +61,7 @@ def create_app(
     install_error_handlers(app)
 
     app.include_router(router)
+    app.include_router(medical_router)
     for extra in routers:
         app.include_router(extra)
 

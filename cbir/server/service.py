@@ -159,6 +159,13 @@ class CollectionService:
             raise ApiError(404, f"there is no item {item_id} in this collection")
         return found[item_id]
 
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[Collection]:
+        """The collection under the shared lock, for routers added beside the built-in ones (reads only)."""
+        self.refresh_if_changed()
+        with self._lock.read():
+            yield self._collection
+
     def info(self) -> dict:
         """The collection's ``info()``: counts, encoder, spaces, size."""
         self.refresh_if_changed()
