@@ -49,7 +49,7 @@ function showCases(report) {
   const modality = query.modality || "unknown modality";
   cases.summary.textContent = `${report.candidates} candidate cases (${modality}, ${query.kind} items)` +
     (query.label !== null ? ` · label ${query.label}` : "");
-  const votes = Object.entries(report.vote).map(([label, count]) => `${label}: ${count}`);
+  const votes = Object.entries(report.vote).sort((a, b) => b[1] - a[1]).map(([label, count]) => `${label}: ${count}`);
   cases.vote.textContent = votes.length
     ? `Vote of the ${report.most_similar.length} most similar: ${votes.join(", ")}`
     : "The most similar cases carry no labels to vote with.";
