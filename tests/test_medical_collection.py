@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.medical_support import SALT, shipped, write_medmnist, write_series
+from tests.medical_support import SALT, pydicom, shipped, write_medmnist, write_series
 
 nib = pytest.importorskip("nibabel", reason="the medical extra is not installed (pip install 'cbir[medical]')")
 
@@ -130,8 +130,8 @@ def test_inconsistent_series_and_broken_files_are_reported(tmp_path):
     folder = tmp_path / "scans"
     files = write_series(folder, 3)
     odd = write_series(tmp_path / "other", 1, size=(16, 16))[0]
-    dataset = __import__("pydicom").dcmread(odd)
-    dataset.SeriesInstanceUID = __import__("pydicom").dcmread(files[0]).SeriesInstanceUID
+    dataset = pydicom.dcmread(odd)
+    dataset.SeriesInstanceUID = pydicom.dcmread(files[0]).SeriesInstanceUID
     dataset.save_as(folder / "odd.dcm")
     header_only = folder / "cut.dcm"
     header_only.write_bytes(files[0].read_bytes()[:300])  # cut before its image attributes

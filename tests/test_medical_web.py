@@ -3,6 +3,7 @@ most and least similar cases of the same modality with scores, labels and the vo
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -85,6 +86,9 @@ def test_upload_click_and_vote(server, tmp_path):
     base, scans = server
     picture = tmp_path / "query.png"
     Image.fromarray(np.load(scans / "tiny.npz")["test_images"][1]).save(picture)
+    thumbnail = httpx.get(f"{base}/items/1/thumbnail")  # the search page's thumbnails of slices and series
+    assert thumbnail.status_code == 200 and thumbnail.headers["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(thumbnail.content)).size == (256, 256)
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1360, "height": 900})

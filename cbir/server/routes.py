@@ -129,6 +129,10 @@ def get_thumbnail(
     if size > settings.max_thumbnail_size:
         raise ApiError(422, f"size is {size}; thumbnails are at most {settings.max_thumbnail_size} pixels")
     item = service.item(item_id)
+    if item.kind in ("slice", "series"):  # a scan's slice, drawn from its DICOM, NIfTI or MedMNIST source
+        from cbir.server.routes_medical import picture
+
+        return picture(service, item_id, size)
     with service.files.open(item.id, item.uri, service.expected_hash(item)) as verified:
         tag = f'"{item.content_hash or item.id}-{size}-{verified.stamp[3]}"'
         headers = {"ETag": tag, "Cache-Control": "no-cache"}

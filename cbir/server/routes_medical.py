@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Response
+from fastapi import APIRouter, File, Form, Query, Response
 from fastapi.responses import FileResponse
 
 from cbir.collection.collection import CollectionError
@@ -88,7 +88,9 @@ def _data_url(picture) -> str:
     responses={200: {"content": {"image/png": {}}}, **ERRORS},
     summary="The slice a medical item shows (a series: its middle representative slice), as PNG",
 )
-def picture(service: Service, item_id: ItemId) -> Response:
+def picture(
+    service: Service, item_id: ItemId, size: Annotated[int, Query(ge=16, le=512, description="Longest side in pixels.")] = 160
+) -> Response:
     from cbir.medical.cases import case_picture, thumbnail
     from cbir.pipelines.medical import MEDICAL_SPACE
 
@@ -100,5 +102,5 @@ def picture(service: Service, item_id: ItemId) -> Response:
     if shown is None:
         raise ApiError(404, f"the scan of item {item_id} is no longer where it was indexed")
     stream = io.BytesIO()
-    thumbnail(shown).save(stream, format="PNG")
+    thumbnail(shown, size).save(stream, format="PNG")
     return Response(stream.getvalue(), media_type="image/png", headers={"Cache-Control": "no-cache"})
