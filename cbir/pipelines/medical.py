@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
+import torch
 from PIL import Image
 
 from cbir.core.items import Item
@@ -224,7 +225,7 @@ class MedicalPipeline:
 
     def run(self, sources: Sequence[Source], known_hashes, batch_size: int, workers: int | None) -> Iterator[list[SourceResult]]:
         dataset = SourceDataset(sources, self.decoder(), known_hashes)
-        workers = decoding_workers(busy_threads=1) if workers is None else workers
+        workers = decoding_workers(busy_threads=torch.get_num_threads()) if workers is None else workers
         for batch in batches(dataset, max(1, batch_size // max(1, self.slices)), workers, prefetch=2):
             results = []
             for entry in batch:
