@@ -30,6 +30,7 @@ from cbir.commands.common import (
 )
 from cbir.commands.doctor import doctor
 from cbir.commands.faces import faces_app, index_faces, search_faces
+from cbir.commands.medical import index_medical, medical_app
 from cbir.commands.objects import DetectorFileOption, MaxBoxesOption, MinBoxOption, MinScoreOption, index_objects, search_objects
 from cbir.encoders.spec import DEFAULT_BATCH_SIZE
 from cbir.progress import console, progress_bar
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 
 app = App(help="Deep content-based retrieval: index a collection, search it by example.", no_args_is_help=True)
 app.add_typer(faces_app, name="faces")
+app.add_typer(medical_app, name="medical")
 
 
 @app.command()
@@ -67,8 +69,13 @@ def index(
     min_score: Optional[float] = MinScoreOption,
     max_boxes: Optional[int] = MaxBoxesOption,
     min_box: Optional[float] = MinBoxOption,
+    medical: bool = typer.Option(False, "--medical", help="Index DICOM series, NIfTI volumes and MedMNIST .npz splits (slice and series items, medical space)."),
 ) -> None:
     """Index images (and videos) into a collection; re-running adds only new or changed files."""
+    if medical:
+        with user_errors():
+            spec = encoder_spec_from_options(backbone, pooling, gem_p, size, multiscale, weights, encoder)
+        return index_medical(directories, collection, spec, sync, batch_size, workers, as_json, index_type)
     if objects or any(option is not None for option in (detector, min_score, max_boxes, min_box)):
         with user_errors():
             if not objects:

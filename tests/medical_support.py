@@ -42,8 +42,9 @@ def write_slice(
     size: tuple[int, int] = (8, 8),
     patient: dict[str, str] | None = None,
     extra: dict | None = None,
+    pixels: np.ndarray | None = None,
 ) -> Path:
-    """A small uncompressed CT slice whose pixels all equal ``value``, at height ``z`` (patient axis)."""
+    """A small uncompressed CT slice whose pixels all equal ``value`` (or are ``pixels``), at height ``z`` (patient axis)."""
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = CTImageStorage
     meta.MediaStorageSOPInstanceUID = generate_uid()
@@ -74,6 +75,40 @@ def write_slice(
     dataset.SliceThickness = 1.0
     for keyword, item in (extra or {}).items():
         setattr(dataset, keyword, item)
-    dataset.PixelData = np.full(size, value, dtype=np.uint16).tobytes()
+    dataset.PixelData = (np.full(size, value, dtype=np.uint16) if pixels is None else pixels.astype(np.uint16)).tobytes()
     dataset.save_as(path, enforce_file_format=True)
+    return path
+
+
+def write_series(folder: Path, slices: int = 3, patient: dict[str, str] | None = None, value: int = 1100, **options) -> list[Path]:
+    """A written CT series of ``slices`` files (one series UID, stacked along z), in ``folder``: 8x8 slices of a
+    random pattern seeded by ``value`` (so that series of other values look different), or flat ones of another size."""
+    folder.mkdir(parents=True, exist_ok=True)
+    series = generate_uid()
+    random = np.random.default_rng(value)
+    paths = []
+    for number in range(slices):
+        pixels = None if "size" in options else random.integers(value - 400, value + 400, (8, 8))
+        paths.append(write_slice(folder / f"slice{number}.dcm", series, float(number), number + 1, value, patient=patient,
+                                 pixels=pixels, **options))
+    return paths
+
+
+def write_medmnist(path: Path, per_split: int = 3) -> Path:
+    """A tiny MedMNIST-style .npz: 28x28 greyscale ``train`` and ``test`` images of two labels (stripes or a square)."""
+    arrays = {}
+    for offset, split in enumerate(("train", "test")):
+        images, labels = [], []
+        for number in range(per_split):
+            label = number % 2
+            image = np.zeros((28, 28), dtype=np.uint8)
+            if label:
+                image[6 + offset : 22, 6 + number : 22] = 220
+            else:
+                image[:, :: 3 + number] = 200
+            images.append(image)
+            labels.append(label)
+        arrays[f"{split}_images"] = np.stack(images)
+        arrays[f"{split}_labels"] = np.array(labels)[:, None]
+    np.savez(path, **arrays)
     return path

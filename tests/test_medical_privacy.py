@@ -129,3 +129,61 @@ def test_redactor_removes_names_in_any_case():
     redact = Redactor({"Doe^Jane", "ID-42-XY"})
     assert redact("scan of JANE DOE, id-42-xy") == "scan of [removed] [removed], [removed]"
     assert Redactor(set())("untouched") == "untouched"
+
+
+def test_indexed_archive_leaks_nothing_to_the_catalog_outputs_logs_or_server(tmp_path, caplog, capsys):
+    """Index DICOM series full of identifying values, report on them and serve them: no value is stored,
+    written, printed, logged or served; only salted keys stand for the patient."""
+    from fastapi.testclient import TestClient
+    from typer.testing import CliRunner
+
+    from cbir.cli import app
+    from cbir.server.app import create_app
+    from tests.medical_support import write_series
+
+    scans = tmp_path / "archive"
+    described = {"SeriesDescription": "Thorax for Quintessa Zzyzxova", "ImageComments": "seen by Drumwright, PID-7781-XQ"}
+    first = write_series(scans / "s1", 3, PATIENT, value=1100, extra=described)
+    write_series(scans / "s2", 2, PATIENT, value=1500, extra=described)
+    write_series(scans / "s3", 2, {**PATIENT, "PatientID": "OTHER-2231-QQ", "PatientName": "Vandersloot^Ottoline"}, value=700)
+    for name in ("CT_small.dcm", "MR_small.dcm"):
+        (scans / name).write_bytes(shipped(name).read_bytes())
+    values = set().union(*(identifying_values(p) for p in sorted(scans.rglob("*.dcm"))))
+    values |= {"Quintessa", "Zzyzxova", "PID-7781-XQ", "Drumwright", "Vandersloot", "OTHER-2231-QQ"}
+    collection, out = tmp_path / "collection", tmp_path / "report"
+    runner = CliRunner()
+    outputs = []
+    with caplog.at_level(logging.DEBUG), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for args in (
+            ["index", scans, "--medical", "-c", collection, "--size", "64", "--workers", "0"],
+            ["index", scans, "--medical", "-c", collection, "--json"],
+            ["medical", "report", scans / "s1", "-c", collection, "-k", "2", "--out", out],
+            ["medical", "report", first[0], "-c", collection, "--exclude-same-patient", "--out", out, "--json"],
+            ["medical", "report", "1", "-c", collection, "--exclude-same-patient", "--out", tmp_path / "by-id"],
+            ["info", "-c", collection, "--json"],
+            ["doctor", "-c", collection],
+        ):
+            done = runner.invoke(app, [str(arg) for arg in args])
+            assert done.exit_code == 0, done.output
+            outputs.append(done.output)
+        with TestClient(create_app(collection)) as client:
+            responses = [client.get("/info"), client.get("/medical"), client.post("/medical/similar", data={"item_id": "1"})]
+            uploaded = client.post("/medical/similar", files={"image": ("Zzyzxova Quintessa.dcm", first[1].read_bytes())},
+                                   data={"exclude_same_patient": "true"})
+            assert uploaded.status_code == 200, uploaded.text
+            assert uploaded.json()["query"]["modality"] == "CT" and uploaded.json()["candidates"] == 2  # s3, CT_small
+            responses.append(uploaded)
+            for item_id in range(1, 40):
+                for path in (f"/items/{item_id}", f"/items/{item_id}/file", f"/items/{item_id}/thumbnail",
+                             f"/medical/items/{item_id}/picture"):
+                    responses.append(client.get(path))
+                responses.append(client.post("/search", data={"item_id": str(item_id)}))
+    assert any(response.status_code == 200 and response.headers["content-type"] == "image/png" for response in responses)
+    served = [f"{response.status_code} {response.headers} " + response.content.decode("latin-1") for response in responses]
+    written = [path.read_bytes().decode("latin-1") for folder in (collection, out, tmp_path / "by-id")
+               for path in sorted(folder.rglob("*")) if path.is_file()]
+    assert any("patient_key" in text for text in written)  # the catalog keeps the salted key
+    printed = capsys.readouterr()
+    text = "\n".join(outputs + served + written + [caplog.text, printed.out, printed.err] + [str(w.message) for w in caught])
+    assert_absent(values, text)

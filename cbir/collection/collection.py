@@ -30,6 +30,7 @@ from cbir.encoders.spec import DEFAULT_BATCH_SIZE, EncoderSpec
 from cbir.encoders.whitening import PCAWhitening
 from cbir.io.atomic import atomic_write
 from cbir.pipelines import PIPELINES, Pipeline, Source
+from cbir.pipelines.pipeline import public_record
 from cbir.pipelines.sources import Stamp
 
 if TYPE_CHECKING:  # FAISS and the network load when a command searches or encodes, not to read a collection
@@ -247,7 +248,7 @@ class Collection:
         existing = self.manifest.spaces.get(pipeline.space)
         if existing is not None:
             if existing.encoder != record or existing.dim != dim:
-                raise CollectionError(f"space {pipeline.space!r} of {self.path} was built with another encoder: {existing.encoder}")
+                raise CollectionError(f"space {pipeline.space!r} of {self.path} was built with another encoder: {public_record(existing.encoder)}")
             return
         from cbir.collection.vector_index import VectorIndex
 
@@ -630,7 +631,7 @@ class Collection:
             "path": str(self.path),
             "items": self.catalog.count_items(),
             "by_kind": self.catalog.counts_by_kind(),
-            "encoder": {key: value for key, value in self.space().encoder.items() if key != "type"},
+            "encoder": {key: value for key, value in public_record(self.space().encoder).items() if key != "type"},
             "default_space": self.default_space,
             "spaces": {
                 name: {
@@ -641,7 +642,7 @@ class Collection:
                     "search_effort_sets": _effort_name(space.index),
                     "items": self.catalog.count_items(name),
                     "whitening": self._whitening_path(name).is_file(),
-                    "encoder": space.encoder,
+                    "encoder": public_record(space.encoder),
                 }
                 for name, space in self.manifest.spaces.items()
             },

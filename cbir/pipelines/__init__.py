@@ -49,4 +49,12 @@ def video_pipeline(record: dict, encoder=None) -> Pipeline:
     return VideoPipeline.from_record(record, encoder)
 
 
+@PIPELINES.register("medical")
+def medical_pipeline(record: dict, encoder=None) -> Pipeline:
+    """DICOM series, NIfTI volumes and MedMNIST splits (``cbir.pipelines.medical``); ``encoder``: already loaded."""
+    from cbir.pipelines.medical import MedicalPipeline
+
+    return MedicalPipeline.from_record(record, encoder)
+
+
 __all__ = ["PIPELINES", "Pipeline", "Source", "SourceResult"]

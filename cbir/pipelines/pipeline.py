@@ -13,6 +13,14 @@ from typing import Iterator, Protocol, Sequence
 
 from cbir.pipelines.sources import Source, SourceResult
 
+PRIVATE_RECORD_KEYS = ("salt",)
+"""Keys of a space record kept in the collection but never shown (the salt of the medical space's patient keys)."""
+
+
+def public_record(record: dict) -> dict:
+    """A space record as ``info`` and messages may show it: without its private keys."""
+    return {key: value for key, value in record.items() if key not in PRIVATE_RECORD_KEYS}
+
 
 class Pipeline(Protocol):
     """Turns sources into items for one vector space."""

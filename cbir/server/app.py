@@ -18,6 +18,7 @@ from cbir.server.middleware import BodySizeLimit, HostCheck, SecurityHeaders
 from cbir.server.routes import router
 from cbir.server.routes_objects import router as objects_router
 from cbir.server.routes_video import router as video_router
+from cbir.server.routes_medical import router as medical_router
 from cbir.server.service import CollectionService
 from cbir.server.settings import ServerSettings
 from cbir.server.thumbnails import ThumbnailCache
@@ -64,6 +65,7 @@ def create_app(
     app.include_router(router)
     app.include_router(objects_router)
     app.include_router(video_router)
+    app.include_router(medical_router)
     for extra in routers:
         app.include_router(extra)
 

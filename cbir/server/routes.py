@@ -130,6 +130,10 @@ def get_thumbnail(
     item = service.item(item_id)
     if item.t_start is not None:  # a frame or shot of a video: the frame shown at its start
         return RedirectResponse(f"/items/{item_id}/frame?t={item.t_start:.3f}", status_code=307)
+    if item.kind in ("slice", "series"):  # a scan's slice, drawn from its DICOM, NIfTI or MedMNIST source
+        from cbir.server.routes_medical import picture
+
+        return picture(service, item_id, size)
     with service.files.open(item.id, item.uri, service.expected_hash(item)) as verified:
         tag = f'"{item.content_hash or item.id}-{size}-{verified.stamp[3]}"'
         headers = {"ETag": tag, "Cache-Control": "no-cache"}

@@ -140,13 +140,6 @@ class CollectionService:
             vector = collection.catalog.get_items([item_id], with_vectors=True)[item_id].vector
             return collection.search_vectors(vector[None], k, kinds, label, space)[0]
 
-    @contextlib.contextmanager
-    def reading(self) -> Iterator[Collection]:
-        """The collection under the shared lock, for read-only work beyond one search (aligning a clip)."""
-        self.refresh_if_changed()
-        with self._lock.read():
-            yield self._collection
-
     def expected_hash(self, item: Item) -> str | None:
         """The content hash the item's file had when indexed (from a sibling item of the same file if needed)."""
         if item.content_hash is not None:

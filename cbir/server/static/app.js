@@ -97,6 +97,7 @@ async function loadInfo() {
       elements.kind.append(option);
     }
     state.limits = {maxUploadBytes: info.server.max_upload_bytes, maxK: info.server.max_k};
+    document.getElementById("medical-link").hidden = !(info.spaces || {}).medical;
     elements.empty.querySelector("p").textContent =
       `Choose or drop a picture to find the most similar of ${info.items.toLocaleString()} items.`;
   } catch (error) {
