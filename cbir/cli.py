@@ -60,6 +60,9 @@ def index(
     workers: Optional[int] = typer.Option(None, help="Decoding worker processes (default: the cores left free by the network's threads; 0 decodes in-process)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     faces: bool = typer.Option(False, "--faces", help="Index every face found (items of kind face, in the face space)."),
+    vector_store: Optional[str] = typer.Option(
+        None, "--store", help="Where a new collection keeps its vectors: faiss (default), milvus-lite, or milvus://HOST:PORT/NAME (token: $CBIR_MILVUS_TOKEN)."
+    ),
 ) -> None:
     """Index images into a collection; re-running adds only new or changed files."""
     if faces:
@@ -74,7 +77,7 @@ def index(
         spec = encoder_spec_from_options(backbone, pooling, gem_p, size, multiscale, weights, encoder)
         collection = collection.expanduser()
         with removed_if_new_and_failed(collection):
-            store = Collection.open_or_create(collection, spec, index_type, search_effort)
+            store = Collection.open_or_create(collection, spec, index_type, search_effort, vector_store)
             with store, progress_bar("indexing", enabled=not as_json) as update:
                 report = store.add(directories, sync=sync, batch_size=batch_size, workers=workers, progress=update)
     if as_json:
