@@ -63,6 +63,9 @@ def index(
     vector_store: Optional[str] = typer.Option(
         None, "--store", help="Where a new collection keeps its vectors: faiss (default), milvus-lite, or milvus://HOST:PORT/NAME (token: $CBIR_MILVUS_TOKEN)."
     ),
+    ray_address: Optional[str] = typer.Option(
+        None, "--ray", help="Decode and encode on Ray: 'local' (a Ray started here, one encoder per core) or a cluster's address."
+    ),
 ) -> None:
     """Index images into a collection; re-running adds only new or changed files."""
     if faces:
@@ -79,7 +82,12 @@ def index(
         with removed_if_new_and_failed(collection):
             store = Collection.open_or_create(collection, spec, index_type, search_effort, vector_store)
             with store, progress_bar("indexing", enabled=not as_json) as update:
-                report = store.add(directories, sync=sync, batch_size=batch_size, workers=workers, progress=update)
+                pipeline = None
+                if ray_address:
+                    from cbir.pipelines.distributed import RayPipeline
+
+                    pipeline = RayPipeline(store.pipeline(), ray_address)
+                report = store.add(directories, pipeline, sync=sync, batch_size=batch_size, workers=workers, progress=update)
     if as_json:
         print_json(report.to_dict())
     else:
