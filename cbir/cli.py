@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Optional
 import typer
 from rich.table import Table
 
-from cbir.commands import evaluate, serve, train
+from cbir.commands import evaluate, scale, serve, train
 from cbir.commands.common import (
     App,
     BackboneOption,
@@ -211,6 +211,7 @@ app.add_typer(evaluate.evaluate_app, name="evaluate")
 app.command()(serve.serve)
 app.command()(doctor)
 app.command()(train.train)
+app.command()(scale.migrate)
 
 if __name__ == "__main__":
     app()

@@ -148,3 +148,82 @@ def test_kill_during_indexing_then_rerun_leaves_every_item_once_in_milvus(tmp_pa
         stored = collection.index().ids()
         assert np.array_equal(stored, catalog_ids) and len(np.unique(stored)) == 24
         assert collection.search(folder / "img_0021.jpg", k=1)[0].uri.endswith("img_0021.jpg")
+
+
+def test_migrate_a_faiss_collection_to_milvus_lite_and_back(tmp_path):
+    from typer.testing import CliRunner
+
+    from cbir.cli import app
+
+    folder = tmp_path / "images"
+    write_images(folder, 8)
+    path = tmp_path / "collection"
+    with Collection.create(path) as collection:
+        collection.add([folder], workers=0)
+        before = collection.search(folder / "img_0002.jpg", k=5)
+    moved = CliRunner().invoke(app, ["migrate", "--collection", str(path), "--to", "milvus-lite", "--json"])
+    assert moved.exit_code == 0, moved.output
+    with Collection.open(path) as collection:
+        assert collection.space().store == "milvus-lite"
+        after = collection.search(folder / "img_0002.jpg", k=5)
+        assert [hit.item_id for hit in after] == [hit.item_id for hit in before]
+        assert np.allclose([hit.score for hit in after], [hit.score for hit in before], atol=1e-5)
+        collection.move_to_store("faiss")
+        assert collection.space().store == "faiss" and len(collection.index()) == 8
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _wait_for_port(port: int, server: subprocess.Popen, timeout: float = 60) -> None:
+    import socket
+
+    deadline = time.time() + timeout
+    while time.time() < deadline and server.poll() is None:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    pytest.fail(f"the Milvus Lite server did not start: {server.stderr.read().decode()[-2000:] if server.poll() is not None else 'timeout'}")
+
+
+@pytest.mark.timeout(180)
+def test_a_server_without_local_state_answers_from_a_milvus_server(tmp_path):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from cbir.server.app import create_app
+
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "milvus_lite", "server", "--data-dir", str(tmp_path / "milvus"), "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        address = f"milvus://127.0.0.1:{port}/photos"
+        folder = tmp_path / "images"
+        write_images(folder, 6)
+        _wait_for_port(port, server)
+        with Collection.create(tmp_path / "collection", store=address) as collection:
+            collection.add([folder], workers=0)
+            expected = collection.search(folder / "img_0003.jpg", k=3)
+        with TestClient(create_app(Path(), token="secret", store=address)) as client:
+            with open(folder / "img_0003.jpg", "rb") as image:
+                found = client.post("/search", files={"image": ("q.jpg", image, "image/jpeg")}, data={"k": "3"}).json()["results"]
+            assert [hit["item_id"] for hit in found] == [hit.item_id for hit in expected]
+            assert found[0]["uri"].endswith("img_0003.jpg")
+            by_item = client.post("/search", data={"item_id": str(expected[1].item_id), "k": "1"}).json()["results"]
+            assert by_item[0]["item_id"] == expected[1].item_id
+            assert client.get(f"/items/{expected[0].item_id}").json()["content_hash"]
+            assert client.get("/info").json()["items"] == 6
+            assert client.delete(f"/items/{expected[0].item_id}", headers={"Authorization": "Bearer secret"}).status_code == 403
+        with pytest.raises(CollectionError, match="another cbir collection"), Collection.create(tmp_path / "other", store=address) as other:
+            other.add([folder], workers=0)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -283,6 +283,26 @@ class Collection:
         if space in self._indexes:
             self._indexes[space].set_search_effort(effort)
 
+    def move_to_store(self, store: str) -> None:
+        """Keep every space's vectors in ``store`` from now on: the new store is filled from the catalog
+        before the manifest names it, so an interrupted move leaves the collection in its old store."""
+        with self.lock:
+            for info in self.manifest.spaces.values():
+                check_store(store, info.index)
+            for index in self._indexes.values():
+                index.close()
+            self._indexes.clear()
+            previous = {name: info.store for name, info in self.manifest.spaces.items()}
+            for name, info in self.manifest.spaces.items():
+                info.store = store
+                try:
+                    self.index(name)
+                except BaseException:
+                    for space, old in previous.items():
+                        self.manifest.spaces[space].store = old
+                    raise
+            self._save_manifest()
+
     # the default space's encoder -------------------------------------------------
     @property
     def encoder_spec(self) -> EncoderSpec:

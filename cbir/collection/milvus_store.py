@@ -44,7 +44,7 @@ RECORD_PROPERTY = "cbir.space"
 INSERT_BATCH = 1000
 ID_BATCH = 10_000
 MAX_LABELS = 64
-RESULT_FIELDS = ["kind", "uri", "box", "t_start", "t_end", "labels", "metadata"]
+RESULT_FIELDS = ["kind", "uri", "content_hash", "box", "t_start", "t_end", "labels", "metadata"]
 
 RowSource = Callable[[list[int]], dict[int, Item]]  # catalog items (without vectors) by id
 
@@ -110,6 +110,7 @@ class MilvusStore:
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dim)
         schema.add_field("kind", DataType.VARCHAR, max_length=64)
         schema.add_field("uri", DataType.VARCHAR, max_length=65535)
+        schema.add_field("content_hash", DataType.VARCHAR, max_length=128, nullable=True)
         schema.add_field("labels", DataType.ARRAY, element_type=DataType.VARCHAR, max_capacity=MAX_LABELS, max_length=256)
         for name in ("t_start", "t_end", "t_last"):
             schema.add_field(name, DataType.DOUBLE, nullable=True)
@@ -146,6 +147,12 @@ class MilvusStore:
 
     def has_id(self, item_id: int) -> bool:
         return bool(self.client.get(self.name, ids=[int(item_id)], output_fields=["id"]))
+
+    def get(self, item_ids: list[int], with_vectors: bool = False) -> dict[int, Item]:
+        """Stored items by id, as the catalog would give them."""
+        fields = RESULT_FIELDS + (["vector"] if with_vectors else [])
+        rows = self.client.get(self.name, ids=[int(i) for i in item_ids], output_fields=fields) if item_ids else []
+        return {int(row["id"]): item_of(int(row["id"]), row) for row in rows}
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Insert vectors with the catalog fields of their items, in ascending id order, ``INSERT_BATCH`` at a time."""
@@ -235,6 +242,16 @@ class MilvusStore:
         ]
 
 
+def item_of(item_id: int, entity: dict) -> Item:
+    """The item a Milvus row describes (its vector left out unless the row has one)."""
+    box = entity.get("box")
+    return Item(
+        entity["kind"], entity["uri"], np.asarray(entity.get("vector", []), dtype=np.float32), entity.get("content_hash"),
+        tuple(box) if box else None, entity.get("t_start"), entity.get("t_end"), list(entity.get("labels") or []),
+        dict(entity.get("metadata") or {}), item_id,
+    )
+
+
 def _row(item_id: int, vector: np.ndarray, item: Item) -> dict:
     if len(item.labels) > MAX_LABELS:
         raise CollectionError(f"item {item_id} ({item.uri}) has {len(item.labels)} labels; a Milvus store keeps at most {MAX_LABELS}")
@@ -243,6 +260,7 @@ def _row(item_id: int, vector: np.ndarray, item: Item) -> dict:
         "vector": vector,
         "kind": item.kind,
         "uri": item.uri,
+        "content_hash": item.content_hash,
         "labels": list(item.labels),
         "t_start": item.t_start,
         "t_end": item.t_end,
