@@ -131,8 +131,14 @@ def _check_manifest(path: Path, diagnosis: Diagnosis, repair: bool) -> bool:
 def _check_index(collection, space: str, diagnosis: Diagnosis, repair: bool) -> None:
     import numpy as np
 
-    index_path, meta_path = collection._index_paths(space)
+    store = collection.space(space).store
     catalog_ids = collection.catalog.item_ids(space)
+    if store != "faiss":  # opening a Milvus store compares it with the catalog and repairs it
+        held = collection.index(space).ids()
+        same = np.array_equal(held, catalog_ids)
+        diagnosis.add(f"index {space}", "ok" if same else "problem", f"{len(held)} items in {store}, the catalog {len(catalog_ids)}")
+        return
+    index_path, meta_path = collection._index_paths(space)
     meta = integrity.read_index_meta(meta_path) if index_path.is_file() else None
     if meta is None:
         problem = "missing" if not index_path.is_file() else "its metadata is missing or unreadable"
