@@ -16,6 +16,7 @@ pytest.importorskip("milvus_lite")
 
 from cbir.collection import milvus_store  # noqa: E402
 from cbir.collection.collection import Collection, CollectionError  # noqa: E402
+from cbir.collection.doctor import diagnose  # noqa: E402
 from cbir.collection.vector_index import VectorIndex  # noqa: E402
 from cbir.collection.vector_store import ItemFilter, check_store, milvus_index  # noqa: E402
 from cbir.core.items import Item  # noqa: E402
@@ -108,6 +109,7 @@ def test_collection_in_milvus_lite_index_reindex_delete_and_repair(tmp_path):
         stray = milvus_store._row(99_999, np.zeros(store.dim, dtype=np.float32), Item("image", "/gone.jpg", np.empty(0)))
         store.client.insert(store.name, [stray])
         assert len(store) == 9
+        assert "index image" in [finding.check for finding in diagnose(path).problems_left]
     with Collection.open(path) as collection:
         assert np.array_equal(collection.index().ids(), collection.catalog.item_ids("image"))
     with pytest.raises(CollectionError, match="not 'faiss'"):

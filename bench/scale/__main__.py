@@ -179,7 +179,8 @@ def kept_section(heading: str) -> list[str]:
     if start is None:
         return []
     end = next((i for i in range(start + 1, len(previous)) if previous[i].startswith("## ")), len(previous))
-    return [previous[start] + " (kept from an earlier run)", *previous[start + 1 : end]]
+    earlier = [line for line in previous[:6] if line.startswith(("Command:", "Load average"))]
+    return ["", previous[start] + " (kept from an earlier run)", "", *(f"Earlier run: {line}" for line in earlier), *previous[start + 1 : end]]
 
 
 def load() -> str:
@@ -220,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         *["| " + " | ".join(row) + " |" for row in search_rows],
     ]
     if not search_rows:
-        lines = lines[:5] + kept_section("## Search")
+        lines = lines[:5] + kept_section("## Search")[:-1]
     if extraction_rows:
         lines += [
             "",

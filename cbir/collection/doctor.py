@@ -133,10 +133,12 @@ def _check_index(collection, space: str, diagnosis: Diagnosis, repair: bool) -> 
 
     store = collection.space(space).store
     catalog_ids = collection.catalog.item_ids(space)
-    if store != "faiss":  # opening a Milvus store compares it with the catalog and repairs it
+    if store != "faiss":  # opening a Milvus store for writing brings it in line with the catalog
         held = collection.index(space).ids()
-        same = np.array_equal(held, catalog_ids)
-        diagnosis.add(f"index {space}", "ok" if same else "problem", f"{len(held)} items in {store}, the catalog {len(catalog_ids)}")
+        if np.array_equal(held, catalog_ids):
+            diagnosis.add(f"index {space}", "ok", f"{len(held)} items in {store}, as in the catalog")
+        else:
+            diagnosis.add(f"index {space}", "problem", f"{store} holds {len(held)} items, the catalog {len(catalog_ids)}; --repair brings it in line")
         return
     index_path, meta_path = collection._index_paths(space)
     meta = integrity.read_index_meta(meta_path) if index_path.is_file() else None

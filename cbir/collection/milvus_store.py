@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import re
+import threading
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -226,8 +227,10 @@ class MilvusStore:
         if allowed_ids is not None:
             clauses.append(f"id in [{', '.join(str(int(i)) for i in allowed_ids)}]")
         params = {}
-        if self.index_spec.effort_param is not None and self._effort is not None:
-            params[self.index_spec.effort_param] = max(self._effort, k) if self.index_spec.effort_param == "ef" else self._effort
+        if self.index_spec.effort_param == "ef" and self._effort is not None:
+            params["ef"] = max(self._effort, k)  # Milvus refuses an ef below the number of results
+        elif self.index_spec.effort_param == "nprobe" and self._effort is not None:
+            params["nprobe"] = min(self._effort, self.index_spec.params["nlist"])  # and more probes than lists
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         return [
             list(found)
@@ -270,23 +273,44 @@ def _row(item_id: int, vector: np.ndarray, item: Item) -> dict:
     }
 
 
+_lite_users: dict[str, int] = {}
+_lite_guard = threading.Lock()
+
+
+def _lite_user(path: Path) -> Callable[[], None]:
+    """Count one more user of the embedded Milvus Lite server of ``path``; the function returned ends that
+    use, and stops the server (releasing its lock on the folder) after the last one."""
+    key = os.path.abspath(path)
+    with _lite_guard:
+        _lite_users[key] = _lite_users.get(key, 0) + 1
+
+    def release() -> None:
+        from milvus_lite.server_manager import server_manager_instance
+
+        with _lite_guard:
+            _lite_users[key] -= 1
+            if _lite_users[key]:
+                return
+            del _lite_users[key]
+        server_manager_instance.release_server(key)
+
+    return release
+
+
 def open_store(
     store: str, folder: Path | None, space: str, factory: str, dim: int, record: dict, rows: RowSource | None
 ) -> MilvusStore:
     """The Milvus store of ``space``, created when missing and rebuilt (emptied) when its record differs from
-    ``record``; one holding another catalog's vectors is refused."""
+    ``record``; one holding another catalog's vectors is refused (an empty one, left by a first run that
+    failed, is taken over)."""
     client, prefix = connect(store, folder)
-    release = None
-    if store == MILVUS_LITE_STORE:
-        from milvus_lite.server_manager import server_manager_instance
-
-        release = lambda: server_manager_instance.release_server(str(folder / LITE_FILE))  # noqa: E731
+    release = _lite_user(folder / LITE_FILE) if store == MILVUS_LITE_STORE else None
     milvus = MilvusStore(client, collection_name(prefix, space), factory, dim, rows, release)
     if not client.has_collection(milvus.name):
         milvus.create(record)
         return milvus
     stored = milvus.record()
-    if store != MILVUS_LITE_STORE and stored.get("collection") not in (None, record.get("collection")):
+    if store != MILVUS_LITE_STORE and stored.get("collection") not in (None, record.get("collection")) and len(milvus):
         milvus.close()
         raise CollectionError(
             f"the Milvus collection {milvus.name} holds the vectors of another cbir collection: choose another NAME in {store}"
