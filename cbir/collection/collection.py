@@ -190,7 +190,10 @@ class Collection:
         collection = cls.open(path, encoder)
         if store is not None and store != collection.space().store:
             collection.close()
-            raise CollectionError(f"{path} keeps its vectors in {collection.space().store!r}, not {store!r}: omit --store")
+            raise CollectionError(
+                f"{path} keeps its vectors in {collection.space().store!r}, not {store!r}: omit --store, "
+                f"or move them with 'cbir migrate --collection {path} --to {store}'"
+            )
         if search_effort is not None:
             collection.set_search_effort(search_effort)
         return collection
