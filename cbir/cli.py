@@ -64,8 +64,8 @@ def index(
         None, "--store", help="Where a new collection keeps its vectors: faiss (default), milvus-lite, or milvus://HOST:PORT/NAME (token: $CBIR_MILVUS_TOKEN)."
     ),
     ray_address: Optional[str] = typer.Option(
-        None, "--ray", is_flag=False, flag_value="local",
-        help="Decode and encode on Ray Data: alone, a Ray started here (one encoder actor per core); with an ADDRESS, that cluster's.",
+        None, "--ray", metavar="ADDRESS",
+        help="Decode and encode on Ray Data: 'local' starts a Ray here (one encoder actor per core); else a cluster's address.",
     ),
 ) -> None:
     """Index images into a collection; re-running adds only new or changed files."""
