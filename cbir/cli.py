@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Optional
 import typer
 from rich.table import Table
 
-from cbir.commands import evaluate, serve, train, video
+from cbir.commands import evaluate, scale, serve, train, video
 from cbir.commands.common import (
     App,
     BackboneOption,
@@ -70,6 +70,13 @@ def index(
     max_boxes: Optional[int] = MaxBoxesOption,
     min_box: Optional[float] = MinBoxOption,
     medical: bool = typer.Option(False, "--medical", help="Index DICOM series, NIfTI volumes and MedMNIST .npz splits (slice and series items, medical space)."),
+    vector_store: Optional[str] = typer.Option(
+        None, "--store", help="Where a new collection keeps its vectors: faiss (default), milvus-lite, or milvus://HOST:PORT/NAME (token: $CBIR_MILVUS_TOKEN)."
+    ),
+    ray_address: Optional[str] = typer.Option(
+        None, "--ray", metavar="ADDRESS",
+        help="Decode and encode on Ray Data: 'local' starts a Ray here (one encoder actor per core); else a cluster's address.",
+    ),
 ) -> None:
     """Index images (and videos) into a collection; re-running adds only new or changed files."""
     if medical:
@@ -96,11 +103,16 @@ def index(
         spec = encoder_spec_from_options(backbone, pooling, gem_p, size, multiscale, weights, encoder)
         collection = collection.expanduser()
         with removed_if_new_and_failed(collection):
-            store = Collection.open_or_create(collection, spec, index_type, search_effort)
+            store = Collection.open_or_create(collection, spec, index_type, search_effort, vector_store)
             with store:
                 with progress_bar("indexing", enabled=not as_json) as update:
+                    pipeline = None
+                    if ray_address:
+                        from cbir.pipelines.distributed import RayPipeline
+
+                        pipeline = RayPipeline(store.pipeline(), ray_address)
                     roots = video.photo_roots(directories) if videos else directories
-                    report = store.add(roots, sync=sync, batch_size=batch_size, workers=workers, progress=update)
+                    report = store.add(roots, pipeline, sync=sync, batch_size=batch_size, workers=workers, progress=update)
                 found = video.index_videos(store, directories, sync, batch_size, not as_json, report.skipped) if videos else None
     if as_json:
         print_json({**report.to_dict(), **({"videos": found.to_dict()} if found else {})})
@@ -243,6 +255,7 @@ app.add_typer(evaluate.evaluate_app, name="evaluate")
 app.command()(serve.serve)
 app.command()(doctor)
 app.command()(train.train)
+app.command()(scale.migrate)
 
 if __name__ == "__main__":
     app()

@@ -26,6 +26,7 @@ from cbir.collection.errors import CollectionError
 from cbir.collection.files import find_files
 from cbir.collection.manifest import FORMAT, Manifest, SpaceInfo
 from cbir.collection.readonly import ReadOnlyLock, is_writable
+from cbir.collection.vector_store import FAISS_STORE, ItemFilter, check_store
 from cbir.encoders.spec import DEFAULT_BATCH_SIZE, EncoderSpec
 from cbir.encoders.whitening import PCAWhitening
 from cbir.io.atomic import atomic_write
@@ -35,6 +36,7 @@ from cbir.pipelines.sources import Stamp
 
 if TYPE_CHECKING:  # FAISS and the network load when a command searches or encodes, not to read a collection
     from cbir.collection.vector_index import VectorIndex
+    from cbir.collection.vector_store import VectorStore
     from cbir.encoders.encoder import Encoder
 
 DEFAULT_PIPELINE = "image"  # what a new collection is created for unless told otherwise
@@ -111,9 +113,11 @@ class Collection:
         index: str = "Flat",
         search_effort: int | None = None,
         pipeline: Pipeline | None = None,
+        store: str = FAISS_STORE,
     ) -> "Collection":
         """A new, empty collection at ``path`` for ``pipeline``'s items (whole images encoded by ``encoder``
-        by default), in a ``index`` FAISS index searched at ``search_effort`` (a default for IVF and HNSW)."""
+        by default), in a ``index`` FAISS index searched at ``search_effort`` (a default for IVF and HNSW),
+        or that index's equivalent in another ``store`` (``cbir.collection.vector_store``)."""
         path = Path(path).expanduser()
         if (path / "manifest.json").exists():
             raise CollectionError(f"{path} already holds a collection: open it instead")
@@ -122,7 +126,8 @@ class Collection:
         pipeline = pipeline or PIPELINES.create(DEFAULT_PIPELINE, record=(encoder or EncoderSpec()).to_dict())
         record, dim = pipeline.space_record()
         effort = _space_effort(VectorIndex(index, dim), search_effort)  # fail now on a bad factory string or effort
-        manifest = Manifest({pipeline.space: SpaceInfo(pipeline.kind, record, dim, index, effort)}, pipeline.space)
+        store = check_store(store, index)
+        manifest = Manifest({pipeline.space: SpaceInfo(pipeline.kind, record, dim, index, effort, store)}, pipeline.space)
         with integrity.creating(path):
             catalog = Catalog(path / "catalog.sqlite")
             integrity.record_manifest(catalog.connection, manifest)
@@ -173,15 +178,23 @@ class Collection:
 
     @classmethod
     def open_or_create(
-        cls, path: str | Path, encoder: EncoderSpec | None = None, index: str = "Flat", search_effort: int | None = None
+        cls, path: str | Path, encoder: EncoderSpec | None = None, index: str = "Flat", search_effort: int | None = None,
+        store: str | None = None,
     ) -> "Collection":
-        """Open the collection at ``path`` (storing ``search_effort`` for its default space when given) or create it."""
+        """Open the collection at ``path`` (storing ``search_effort`` for its default space when given) or create it
+        (in ``store``, FAISS by default; an existing collection must already be in it)."""
         if not (Path(path).expanduser() / "manifest.json").is_file():
             try:
-                return cls.create(path, encoder, index, search_effort)
+                return cls.create(path, encoder, index, search_effort, store=store or FAISS_STORE)
             except integrity.CollectionExistsError:
                 pass  # created by another process meanwhile
         collection = cls.open(path, encoder)
+        if store is not None and store != collection.space().store:
+            collection.close()
+            raise CollectionError(
+                f"{path} keeps its vectors in {collection.space().store!r}, not {store!r}: omit --store, "
+                f"or move them with 'cbir migrate --collection {path} --to {store}'"
+            )
         if search_effort is not None:
             collection.set_search_effort(search_effort)
         return collection
@@ -204,6 +217,9 @@ class Collection:
         self.manifest.save(self.path / "manifest.json")
 
     def close(self) -> None:
+        for index in self._indexes.values():
+            index.close()
+        self._indexes.clear()
         self.catalog.close()
 
     def __enter__(self) -> "Collection":
@@ -253,7 +269,8 @@ class Collection:
         from cbir.collection.vector_index import VectorIndex
 
         effort = _space_effort(VectorIndex(index, dim), search_effort)
-        self.manifest.spaces[pipeline.space] = SpaceInfo(pipeline.kind, record, dim, index, effort)
+        store = self.space().store if self.manifest.spaces else FAISS_STORE
+        self.manifest.spaces[pipeline.space] = SpaceInfo(pipeline.kind, record, dim, index, effort, check_store(store, index))
         self.manifest.default_space = self.manifest.default_space or pipeline.space
         self._save_manifest()
         self._pipelines[pipeline.space] = pipeline
@@ -269,6 +286,26 @@ class Collection:
             self._save_manifest()
         if space in self._indexes:
             self._indexes[space].set_search_effort(effort)
+
+    def move_to_store(self, store: str) -> None:
+        """Keep every space's vectors in ``store`` from now on: the new store is filled from the catalog
+        before the manifest names it, so an interrupted move leaves the collection in its old store."""
+        with self.lock:
+            for info in self.manifest.spaces.values():
+                check_store(store, info.index)
+            for index in self._indexes.values():
+                index.close()
+            self._indexes.clear()
+            previous = {name: info.store for name, info in self.manifest.spaces.items()}
+            for name, info in self.manifest.spaces.items():
+                info.store = store
+                try:
+                    self.index(name)
+                except BaseException:
+                    for space, old in previous.items():
+                        self.manifest.spaces[space].store = old
+                    raise
+            self._save_manifest()
 
     # the default space's encoder -------------------------------------------------
     @property
@@ -335,6 +372,8 @@ class Collection:
         from cbir.collection.vector_index import VectorIndex
 
         info = self.space(space)
+        if info.store != FAISS_STORE:
+            return self._open_store(space)
         index_path, meta_path = self._index_paths(space)
         dim = self._index_dim(space)
         index = None
@@ -361,8 +400,24 @@ class Collection:
             self._save_index(space, index)
         return index
 
+    def _open_store(self, space: str) -> VectorStore:
+        """The space's vectors in a store other than FAISS, brought in line with the catalog."""
+        from cbir.collection import milvus_store
+
+        info = self.space(space)
+        record = {"collection": integrity.collection_id(self.catalog.connection), "pipeline": info.pipeline,
+                  "encoder": info.encoder, "dim": self._index_dim(space), "index": info.index, "whitening": self._whitening_stamp(space)}
+        rows = lambda ids: self.catalog.get_items(ids)  # noqa: E731
+        store = milvus_store.open_store(info.store, self.path, space, info.index, self._index_dim(space), record, rows)
+        if not self.read_only:
+            milvus_store.bring_in_line(
+                store, self.catalog.connection, space,
+                lambda ids: ((chunk_ids, self._transform(space, vectors)) for chunk_ids, vectors in self.catalog.vectors(space, ids)),
+            )
+        return store
+
     def _save_index(self, space: str, index: VectorIndex) -> None:
-        if self.read_only:
+        if self.read_only or self.space(space).store != FAISS_STORE:
             return
         index_path, meta_path = self._index_paths(space)
         index.save(index_path)
@@ -566,6 +621,7 @@ class Collection:
         kinds: Sequence[str] | None = None,
         label: str | None = None,
         space: str | None = None,
+        time_span: tuple[float, float] | None = None,
     ) -> list[SearchResult]:
         """Rank items by similarity to an image, a raw descriptor, or a stored item (by id).
 
@@ -581,7 +637,7 @@ class Collection:
             vector = query.astype(np.float32)
         else:
             vector = self.encode(query, space)
-        return self.search_vectors(vector[None], k, kinds, label, space)[0]
+        return self.search_vectors(vector[None], k, kinds, label, space, time_span=time_span)[0]
 
     def search_vectors(
         self,
@@ -591,21 +647,27 @@ class Collection:
         label: str | None = None,
         space: str | None = None,
         transformed: bool = False,
+        time_span: tuple[float, float] | None = None,
     ) -> list[list[SearchResult]]:
         """Ranked results for each raw descriptor (one row per query) in ``space`` (the default one), at the
-        space's search effort; ``transformed``: the vectors are already whitened like the index's (as
-        re-ranking makes them)."""
+        space's search effort, among items of ``kinds``, with ``label``, overlapping ``time_span``;
+        ``transformed``: the vectors are already whitened like the index's (as re-ranking makes them)."""
         space = space or self.default_space
         index = self.index(space)
         if len(index) == 0:
             return [[] for _ in range(len(vectors))]
         queries = np.asarray(vectors, dtype=np.float32) if transformed else self._transform(space, vectors)
-        allowed = None
-        if kinds or label is not None:
-            allowed = np.fromiter(self.catalog.items_matching(kinds, label), dtype=np.int64)
-            if not len(allowed):
-                return [[] for _ in range(len(vectors))]
-        scores, ids = index.search(queries, k, allowed)
+        item_filter = ItemFilter.of(kinds, label, time_span)
+        if item_filter and index.filters_items:
+            scores, ids = index.search(queries, k, item_filter=item_filter)
+        else:
+            allowed = None
+            if item_filter:
+                where, params = item_filter.sql()
+                allowed = np.array([row[0] for row in self.catalog.connection.execute(f"SELECT id FROM items WHERE {where}", params)], dtype=np.int64)
+                if not len(allowed):
+                    return [[] for _ in range(len(vectors))]
+            scores, ids = index.search(queries, k, allowed)
         found = self.catalog.get_items({int(i) for i in ids.ravel() if i >= 0})
         results = []
         for row_scores, row_ids in zip(scores, ids):
@@ -638,6 +700,7 @@ class Collection:
                     "pipeline": space.pipeline,
                     "dim": space.dim,
                     "index": space.index,
+                    "store": space.store,
                     "search_effort": space.search_effort,
                     "search_effort_sets": _effort_name(space.index),
                     "items": self.catalog.count_items(name),

@@ -131,8 +131,16 @@ def _check_manifest(path: Path, diagnosis: Diagnosis, repair: bool) -> bool:
 def _check_index(collection, space: str, diagnosis: Diagnosis, repair: bool) -> None:
     import numpy as np
 
-    index_path, meta_path = collection._index_paths(space)
+    store = collection.space(space).store
     catalog_ids = collection.catalog.item_ids(space)
+    if store != "faiss":  # opening a Milvus store for writing brings it in line with the catalog
+        held = collection.index(space).ids()
+        if np.array_equal(held, catalog_ids):
+            diagnosis.add(f"index {space}", "ok", f"{len(held)} items in {store}, as in the catalog")
+        else:
+            diagnosis.add(f"index {space}", "problem", f"{store} holds {len(held)} items, the catalog {len(catalog_ids)}; --repair brings it in line")
+        return
+    index_path, meta_path = collection._index_paths(space)
     meta = integrity.read_index_meta(meta_path) if index_path.is_file() else None
     if meta is None:
         problem = "missing" if not index_path.is_file() else "its metadata is missing or unreadable"

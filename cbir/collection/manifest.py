@@ -26,13 +26,15 @@ IMAGE_ENCODER_TYPE = "cnn"
 @dataclass
 class SpaceInfo:
     """One vector space: the pipeline kind that fills it, what encodes it, its dimension, its FAISS
-    factory string and search effort (IVF nprobe or HNSW efSearch; None: exhaustive or FAISS's own)."""
+    factory string and search effort (IVF nprobe or HNSW efSearch; None: exhaustive or FAISS's own), and
+    the store its vectors are searched in (``cbir.collection.vector_store``)."""
 
     pipeline: str
     encoder: dict
     dim: int
     index: str = "Flat"
     search_effort: int | None = None
+    store: str = "faiss"
 
 
 @dataclass

@@ -38,6 +38,8 @@ class IndexSpecError(ValueError):
 class VectorIndex:
     """``faiss.IndexIDMap2`` around an index built from a factory string."""
 
+    filters_items = False  # searches take the allowed ids, found in the catalog
+
     def __init__(self, factory: str, dim: int, index: faiss.Index | None = None):
         self.factory = factory
         self.dim = dim
@@ -176,6 +178,9 @@ class VectorIndex:
             self.inner.hnsw.efSearch = effort
         else:
             faiss.try_extract_index_ivf(self.inner).nprobe = effort
+
+    def close(self) -> None:
+        """Nothing to release: the index lives in memory."""
 
     def save(self, path: str | Path) -> None:
         """Write atomically; vectors still held for training are not written."""

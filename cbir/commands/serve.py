@@ -10,7 +10,7 @@ from typing import Optional, Sequence
 
 import typer
 
-from cbir.commands.common import CollectionOption, user_errors
+from cbir.commands.common import user_errors
 from cbir.progress import console
 
 WILDCARD_ADDRESSES = ("0.0.0.0", "::", "")
@@ -52,7 +52,7 @@ def allowed_hosts(host: str, extra: Sequence[str]) -> tuple[str, ...] | None:
 
 
 def serve(
-    collection: Path = CollectionOption,
+    collection: Optional[Path] = typer.Option(None, "--collection", "-c", help="Collection directory."),
     host: str = typer.Option("127.0.0.1", help="Address to listen on; other machines reach it only if you say so."),
     port: int = typer.Option(8000, help="Port to listen on."),
     token: Optional[str] = typer.Option(
@@ -66,6 +66,9 @@ def serve(
     allowed_host: Optional[list[str]] = typer.Option(
         None, help="A host name the server answers to (repeatable); default: the --host address, and localhost on loopback."
     ),
+    store: Optional[str] = typer.Option(
+        None, "--store", help="Answer from this Milvus alone (milvus://HOST:PORT/NAME, token: $CBIR_MILVUS_TOKEN) instead of a collection directory."
+    ),
 ) -> None:
     """Serve a collection: a web page to search it by example, and a REST API (schema at /openapi.json)."""
     try:
@@ -76,6 +79,9 @@ def serve(
     except ImportError as error:
         console.print(f"[red]error:[/red] {error.name} is missing: install the server with pip install 'cbir[server]'")
         raise typer.Exit(2) from None
+    if (collection is None) == (store is None):
+        console.print("[red]error:[/red] give a collection directory (--collection) or a Milvus store (--store milvus://HOST:PORT/NAME)")
+        raise typer.Exit(2)
     problem = port_in_use_message(host, port)
     if problem is not None:
         console.print(f"[red]error:[/red] {problem}")
@@ -87,8 +93,8 @@ def serve(
             cors_origins=tuple(cors_origin or ()),
             allowed_hosts=allowed_hosts(host, allowed_host or ()),
         )
-        console.print(f"loading {collection} ...")
-        app = create_app(collection, token=token or None, settings=settings)
+        console.print(f"loading {collection or store} ...")
+        app = create_app(collection or Path(), token=token or None, settings=settings, store=store)
         items = app.state.service.info()["items"]
         writable = "uploads and removals need the token" if token else "read-only (no --token)"
         console.print(f"[green]serving {items} items[/green] at http://{host}:{port}/ - {writable}")

@@ -31,6 +31,7 @@ def create_app(
     token: str | None = None,
     settings: ServerSettings | None = None,
     routers: Sequence[APIRouter] = (),
+    store: str | None = None,
 ) -> FastAPI:
     """An app serving the collection at ``collection_path``; its model is loaded here, once.
 
@@ -38,11 +39,17 @@ def create_app(
     authentication); without it they answer 403. ``routers`` are included
     beside the built-in ones: they reach the collection through
     ``cbir.server.routes.get_service`` and can guard changes with
-    ``cbir.server.auth.require_token``.
+    ``cbir.server.auth.require_token``. With ``store`` (``milvus://HOST:PORT/NAME``) the app answers from
+    that Milvus alone (``cbir.server.store_service``) and ``collection_path`` is not used.
     """
     settings = settings or ServerSettings()
     return_freed_memory()
-    service = CollectionService(collection_path, settings)
+    if store is not None:
+        from cbir.server.store_service import StoreService
+
+        service = StoreService(store, settings)
+    else:
+        service = CollectionService(collection_path, settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
