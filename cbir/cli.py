@@ -106,10 +106,22 @@ def search(
     qe: int = typer.Option(0, "--qe", help="alpha-query expansion with this many first hits (0: off)."),
     qe_alpha: float = typer.Option(3.0, "--qe-alpha", help="Weight hits by score**alpha in query expansion."),
     encoder: Optional[Path] = typer.Option(None, "--encoder", help="The collection's encoder file, where it has moved."),
+    local: bool = typer.Option(False, "--local", help="Search in this process even when a cbir serve is running for the collection."),
 ) -> None:
-    """Find the items most similar to IMAGE."""
+    """Find the items most similar to IMAGE (through the collection's running cbir serve, if any)."""
     if faces:
         return search_faces(image, collection, k, label, as_json, grid)
+    if not (local or grid or qe or encoder):
+        from cbir.commands.remote import search_through_server
+
+        served = search_through_server(collection, image, k, kind, label)
+        if served is not None:
+            console.print(f"answered by the cbir serve at {served[0]} (--local to search in this process)")
+            if as_json:
+                print_json({"query": str(image), "results": served[1]})
+            else:
+                print_results(served[1])
+            return
     from cbir.collection.collection import Collection
 
     with user_errors():
