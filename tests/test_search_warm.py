@@ -105,3 +105,9 @@ def test_an_address_left_by_a_dead_process_or_another_server_is_not_used(tmp_pat
     assert running_server(tmp_path) is None
     (tmp_path / ADDRESS_FILE).write_text("{not json")
     assert running_server(tmp_path) is None
+
+
+def test_the_path_to_a_server_imports_neither_numpy_nor_torch_nor_faiss():
+    code = "import sys, cbir.cli, cbir.commands.remote; print(sorted({'numpy', 'torch', 'faiss'} & set(sys.modules)))"
+    completed = subprocess.run([sys.executable, "-c", code], env=environment(), capture_output=True, text=True, check=True)
+    assert completed.stdout.strip() == "[]"
