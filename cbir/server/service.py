@@ -108,6 +108,7 @@ class CollectionService:
         return self.path / UPLOADS_FOLDER
 
     def close(self) -> None:
+        self._queries.close()
         with self._lock.write():
             self._collection.close()
 
