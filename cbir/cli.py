@@ -51,7 +51,7 @@ def index(
     multiscale: Optional[bool] = MultiscaleOption,
     weights: Optional[Path] = WeightsOption,
     encoder: Optional[Path] = EncoderFileOption,
-    index_type: str = typer.Option("Flat", "--index", help="FAISS factory string for a new collection: Flat, HNSW32, IVF256,PQ32 ..."),
+    index_type: str = typer.Option("Flat", "--index", help="FAISS factory string for a new collection: Flat (exact), IVF1024,Flat for large collections, HNSW32, IVF1024,PQ64,Refine(SQ8) ..."),
     search_effort: Optional[int] = typer.Option(
         None, "--search-effort", help="IVF nprobe / HNSW efSearch the collection searches at, stored with it (default 16 / 64)."
     ),
