@@ -34,7 +34,7 @@ from PIL import Image
 from torchvision import transforms
 
 from bench.common import RESULTS, RunClock, command_line, default_data, machine_description, markdown_table
-from bench.speed import threads
+from bench.speed import peers, threads
 from cbir.collection.vector_index import DEFAULT_SEARCH_EFFORT, LARGE_COLLECTION_INDEX, REFINE_K_FACTOR, VectorIndex
 from cbir.encoders.backbones import create_backbone
 from cbir.encoders.encoder import DEFAULT_BATCH_SIZE, Encoder, EncoderSpec, image_to_tensor
@@ -52,7 +52,7 @@ HNSW_BUILD_BUDGET_S = 900
 BATCH_SIZES = (1, 2, 4, 8, 16, 32)
 DECODING_WORKERS = (0, 1, 2)
 LATENCY_ROUNDS = 5
-SECTIONS = ("extraction", "search", "large", "latency", "threads")
+SECTIONS = ("extraction", "search", "large", "latency", "threads", "peers")
 LARGE_COUNT = 1_000_000
 LARGE_EFFORTS = (8, 16, 32)
 SERVE_START_S = 600
@@ -442,6 +442,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--large-count", type=int, default=LARGE_COUNT, help="Vectors for the large-collection index.")
     parser.add_argument("--exact-queries", type=int, default=200, help="Queries the exact baseline of the large section runs.")
     parser.add_argument("--thread-images", type=int, default=48, help="Corel photos per process in the threads section.")
+    parser.add_argument("--peer-images", type=int, default=200, help="Corel photos each contender of the peers section indexes.")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS),
                         help="Measure these sections and replace them in --out, keeping the others.")
     parser.add_argument("--work", type=Path, default=Path.home() / ".cache" / "cbir" / "bench", help="Where the 12 MP JPEGs are written.")
@@ -472,6 +473,11 @@ def main(argv: list[str] | None = None) -> int:
         section_clock = RunClock()
         console.print("threads and wait policy")
         sections[THREADS_HEADING] = threads_section(args, threads.measure(args.data, args.thread_images, args.rounds), section_clock)
+    if "peers" in args.only:
+        section_clock = RunClock()
+        console.print("a peer on the same network")
+        seconds, weights = peers.measure(corel_sample(args.data, args.peer_images), args.rounds)
+        sections[PEERS_HEADING] = peers_section(args, seconds, weights, section_clock)
     write(args, clock, sections)
     console.print(f"written to {args.out}")
     return 0
@@ -481,7 +487,8 @@ SEARCH_HEADING = f"## Search ({DIM}-d synthetic vectors, {QUERIES} queries, k = 
 LARGE_HEADING = "## 1M vectors: the index for large collections"
 LATENCY_HEADING = "## `cbir search` from the command line"
 THREADS_HEADING = "## Threads and waiting"
-ORDER = ("## Extraction", SEARCH_HEADING, LARGE_HEADING, LATENCY_HEADING, THREADS_HEADING)
+PEERS_HEADING = "## A peer on the same network"
+ORDER = ("## Extraction", SEARCH_HEADING, LARGE_HEADING, LATENCY_HEADING, THREADS_HEADING, PEERS_HEADING)
 
 
 def section_run(clock: RunClock) -> str:
@@ -634,6 +641,24 @@ def threads_section(args, found: dict[str, dict[str, float]], clock: RunClock) -
         "",
         markdown_table(["threads, wait policy", "forward vs first row", "pipeline vs first row", "forward images/s",
                         "pipeline images/s", "load average seen"], rows),
+    ])
+
+
+def peers_section(args, seconds: dict[str, float], weights: str, clock: RunClock) -> str:
+    mine = seconds["cbir index (defaults)"]
+    rows = [[name, f"{value / mine:.2f}x", f"{value:.1f}", f"{args.peer_images / value:.1f}"] for name, value in seconds.items()]
+    return "\n".join([
+        PEERS_HEADING,
+        "",
+        section_run(clock),
+        "",
+        f"{args.peer_images} Corel photos encoded with MobileNetV3-small (weights: {weights}, one file for both) by "
+        "`cbir index --backbone torchvision/mobilenet_v3_small --weights FILE` into a new collection and by imagededup "
+        "0.3.3's `CNN().encode_images` (`bench.speed.peers`): whole fresh processes, start-up and imports included, "
+        f"taking turns, median of {args.rounds} rounds. cbir feeds the network whole photos (short side 224 px, "
+        "224x336 here) and pools R-MAC; imagededup crops 224x224 and averages.",
+        "",
+        markdown_table(["contender", "time vs cbir", "seconds", "images/s"], rows),
     ])
 
 
