@@ -54,7 +54,7 @@ def index(
     multiscale: Optional[bool] = MultiscaleOption,
     weights: Optional[Path] = WeightsOption,
     encoder: Optional[Path] = EncoderFileOption,
-    index_type: str = typer.Option("Flat", "--index", help="FAISS factory string for a new collection: Flat, HNSW32, IVF256,PQ32 ..."),
+    index_type: str = typer.Option("Flat", "--index", help="FAISS factory string for a new collection: Flat (exact), IVF1024,Flat for large collections, HNSW32, IVF1024,PQ64,Refine(SQ8) ..."),
     search_effort: Optional[int] = typer.Option(
         None, "--search-effort", help="IVF nprobe / HNSW efSearch the collection searches at, stored with it (default 16 / 64)."
     ),
@@ -151,14 +151,28 @@ def search(
     objects: bool = typer.Option(False, "--objects", help="Search with each object detected in IMAGE; photos ranked by how many they hold."),
     box: Optional[str] = typer.Option(None, "--box", help="Search with this part of IMAGE: x0,y0,x1,y1 in its pixels."),
     match: Optional[str] = typer.Option(None, "--match", help="With --objects: any (photos holding the most query objects first) or all (only photos holding every one)."),
+    local: bool = typer.Option(False, "--local", help="Search in this process even when a cbir serve is running for the collection."),
 ) -> None:
-    """Find the items most similar to IMAGE (and the moments of videos that show it); a clip finds the videos that hold it."""
+    """Find the items most similar to IMAGE (and the moments of videos that show it); a clip finds the videos that hold it.
+
+    Answered by the collection's running cbir serve, if any, unless --local."""
     if image is None or objects or box is not None or match is not None:
         return search_objects(image, collection, k, objects, box, label, match, as_json, grid)
     if faces:
         return search_faces(image, collection, k, label, as_json, grid)
     if clip or video.is_clip(image):
         return video.search_clip(image, collection, k, as_json, grid, encoder)
+    if not (local or grid or qe or encoder):
+        from cbir.commands.remote import search_through_server
+
+        served = search_through_server(collection, image, k, kind, label)
+        if served is not None:
+            console.print(f"answered by the cbir serve at {served[0]} (--local to search in this process)")
+            if as_json:
+                print_json({"query": str(image), "results": served[1]})
+            else:
+                print_results(served[1])
+            return
     from cbir.collection.collection import Collection
 
     with user_errors():

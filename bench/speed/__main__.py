@@ -16,10 +16,14 @@ import io
 import json
 import os
 import pstats
+import re
+import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import faiss
@@ -30,7 +34,8 @@ from PIL import Image
 from torchvision import transforms
 
 from bench.common import RESULTS, RunClock, command_line, default_data, machine_description, markdown_table
-from cbir.collection.vector_index import REFINE_K_FACTOR, VectorIndex
+from bench.speed import peers, threads
+from cbir.collection.vector_index import DEFAULT_SEARCH_EFFORT, LARGE_COLLECTION_INDEX, REFINE_K_FACTOR, VectorIndex
 from cbir.encoders.backbones import create_backbone
 from cbir.encoders.encoder import DEFAULT_BATCH_SIZE, Encoder, EncoderSpec, image_to_tensor
 from cbir.encoders.pooling import make_pooling
@@ -47,6 +52,10 @@ HNSW_BUILD_BUDGET_S = 900
 BATCH_SIZES = (1, 2, 4, 8, 16, 32)
 DECODING_WORKERS = (0, 1, 2)
 LATENCY_ROUNDS = 5
+SECTIONS = ("extraction", "search", "large", "latency", "threads", "peers")
+LARGE_COUNT = 1_000_000
+LARGE_EFFORTS = (8, 16, 32)
+SERVE_START_S = 600
 
 
 # extraction -------------------------------------------------------------------
@@ -292,10 +301,78 @@ def measure_search(sizes: list[int]) -> tuple[list[list[str]], list[str]]:
     return rows, notes
 
 
+# the large-collection index ------------------------------------------------------
+def measure_large(count: int, exact_queries: int) -> tuple[list[list[str]], dict]:
+    """Exact search (on the first ``exact_queries`` queries) against ``LARGE_COLLECTION_INDEX`` at several efforts
+    on ``count`` clustered vectors: queries/s, the ratio to exact, recall@10."""
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((2000, DIM), dtype=np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    queries = clustered_vectors(QUERIES, centres, rng)
+    console.print(f"large: {count:,} vectors")
+    database = clustered_vectors(count, centres, rng)
+    exact = faiss.IndexFlatIP(DIM)
+    exact.add(database)
+    subset = queries[:exact_queries]
+    timings = []
+    for _ in range(3):
+        started = time.perf_counter()
+        _, truth = exact.search(subset, K)
+        timings.append(time.perf_counter() - started)
+    exact_rate = len(subset) / statistics.median(timings)
+    del exact
+    started = time.perf_counter()
+    index = VectorIndex(LARGE_COLLECTION_INDEX, DIM)
+    index.add(np.arange(len(database), dtype=np.int64), database)
+    index.train_if_possible()
+    build = time.perf_counter() - started
+    size = index_bytes(index)
+    del database
+    rows = []
+    for effort in LARGE_EFFORTS:
+        index.set_search_effort(effort)
+        timings = []
+        for _ in range(3):
+            started = time.perf_counter()
+            _, found = index.search(queries, K)
+            timings.append(time.perf_counter() - started)
+        rate = len(queries) / statistics.median(timings)
+        recall = np.mean([len(np.intersect1d(found[i], truth[i])) / K for i in range(len(subset))])
+        default = " (default)" if effort == DEFAULT_SEARCH_EFFORT["nprobe"] else ""
+        rows.append([f"nprobe {effort}{default}", f"{rate / exact_rate:.1f}x", f"{recall:.3f}", f"{rate:,.0f}"])
+    return rows, {"exact_rate": exact_rate, "build": build, "bytes": size / count}
+
+
 # command line latency -----------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def started_server(collection: Path, env: dict) -> subprocess.Popen:
+    """``cbir serve`` on ``collection``, once it answers."""
+    port = free_port()
+    command = [sys.executable, "-m", "cbir.cli", "serve", "-c", str(collection), "--port", str(port)]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + SERVE_START_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"cbir serve exited: {process.stderr.read()}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/info", timeout=2):
+                return process
+        except OSError:
+            time.sleep(0.5)
+    process.kill()
+    raise RuntimeError("cbir serve did not answer")
+
+
 def cli_latency(paths: list[Path], query: Path) -> tuple[list[list[str]], float]:
-    """Seconds for `cbir index` of ``paths`` and for fresh `cbir search` processes."""
+    """Seconds for `cbir index` of ``paths`` and for fresh `cbir search` processes: through a running
+    `cbir serve` and in-process (``--local``), alternating, median of ``LATENCY_ROUNDS``."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH")]))}
+    env.pop("CBIR_TOKEN", None)
     with tempfile.TemporaryDirectory() as folder:
         collection = Path(folder) / "collection"
         started = time.perf_counter()
@@ -310,23 +387,38 @@ def cli_latency(paths: list[Path], query: Path) -> tuple[list[list[str]], float]
                 raise RuntimeError(completed.stderr)
             return time.perf_counter() - started
 
-        search = ["-m", "cbir.cli", "search", str(query), "-c", str(collection), "--json"]
-        first = timed(search)
-        again, libraries, imports, bare = [], [], [], []
-        for _ in range(LATENCY_ROUNDS):  # interleaved, so that a burst of other load hits all four alike
-            again.append(timed(search))
-            libraries.append(timed(["-c", "import cbir.cli, cbir.encoders.encoder, cbir.collection.vector_index"]))
-            imports.append(timed(["-c", "import cbir.cli"]))
-            bare.append(timed(["-c", "pass"]))
-        again, libraries, imports, bare = min(again), min(libraries), min(imports), min(bare)
-        hits = json.loads(subprocess.run([sys.executable, *search], capture_output=True, text=True, env=env).stdout)["results"]
+        local = ["-m", "cbir.cli", "search", str(query), "-c", str(collection), "--json", "--local"]
+        warm = local[:-1]
+        first = timed(local)
+        server = started_server(collection, env)
+        try:
+            served = subprocess.run([sys.executable, *warm], capture_output=True, text=True, env=env)
+            if "answered by the cbir serve" not in served.stderr:
+                raise RuntimeError(f"cbir search did not go through the server: {served.stderr}")
+            times: dict[str, list[float]] = {"warm": [], "local": [], "libraries": [], "imports": [], "bare": []}
+            for _ in range(LATENCY_ROUNDS):  # interleaved, so that a burst of other load hits all alike
+                times["warm"].append(timed(warm))
+                times["local"].append(timed(local))
+                times["libraries"].append(timed(["-c", "import cbir.cli, cbir.encoders.encoder, cbir.collection.vector_index"]))
+                times["imports"].append(timed(["-c", "import cbir.cli"]))
+                times["bare"].append(timed(["-c", "pass"]))
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+        median = {name: statistics.median(values) for name, values in times.items()}
+        hits = json.loads(subprocess.run([sys.executable, *local], capture_output=True, text=True, env=env).stdout)["results"]
+    if json.loads(served.stdout)["results"] != hits:
+        raise RuntimeError("cbir search gave other results through the server than in-process")
     rows = [
-        ["first `cbir search` after indexing", f"{first:.2f}"],
-        [f"`cbir search`, fastest of {LATENCY_ROUNDS} more", f"{again:.2f}"],
-        ["of which: Python start-up", f"{bare:.2f}"],
-        ["of which: importing the command line (no torch, timm or faiss)", f"{imports - bare:.2f}"],
-        ["of which: importing the encoder and index modules (torch, timm, faiss ...)", f"{libraries - imports:.2f}"],
-        ["of which: model load, query encoding, search, output", f"{again - libraries:.2f}"],
+        ["`cbir search` in-process / through `cbir serve`", f"{median['local'] / median['warm']:.1f}x"],
+        ["`cbir search` through a running `cbir serve`", f"{median['warm']:.2f}"],
+        ["of which: Python start-up", f"{median['bare']:.2f}"],
+        ["of which: importing the command line (no numpy, torch, timm or faiss)", f"{median['imports'] - median['bare']:.2f}"],
+        ["of which: the request (decode, encode, search in the server) and output", f"{median['warm'] - median['imports']:.2f}"],
+        ["first `cbir search --local` after indexing", f"{first:.2f}"],
+        ["`cbir search --local` (in-process)", f"{median['local']:.2f}"],
+        ["of which: importing the encoder and index modules (torch, timm, faiss ...)", f"{median['libraries'] - median['imports']:.2f}"],
+        ["of which: model load, query encoding, search, output", f"{median['local'] - median['libraries']:.2f}"],
     ]
     if not hits or Path(hits[0]["uri"]).name != query.name:
         raise RuntimeError(f"the query {query.name} should find itself first; got {hits[:1]}")
@@ -347,6 +439,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--large", type=int, default=16, help="12-megapixel JPEGs per extraction run.")
     parser.add_argument("--rounds", type=int, default=2, help="Alternating rounds; the best of them is reported.")
     parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000, 1_000_000], help="Vector counts for search.")
+    parser.add_argument("--large-count", type=int, default=LARGE_COUNT, help="Vectors for the large-collection index.")
+    parser.add_argument("--exact-queries", type=int, default=200, help="Queries the exact baseline of the large section runs.")
+    parser.add_argument("--thread-images", type=int, default=48, help="Corel photos per process in the threads section.")
+    parser.add_argument("--peer-images", type=int, default=200, help="Corel photos each contender of the peers section indexes.")
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS),
+                        help="Measure these sections and replace them in --out, keeping the others.")
     parser.add_argument("--work", type=Path, default=Path.home() / ".cache" / "cbir" / "bench", help="Where the 12 MP JPEGs are written.")
     parser.add_argument("--out", type=Path, default=RESULTS / "speed.md")
     args = parser.parse_args(argv)
@@ -355,10 +453,53 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     clock = RunClock()
     spec = EncoderSpec()
+    corel = corel_sample(args.data, args.images)
+    sections: dict[str, str] = {}
+    if "extraction" in args.only:
+        sections.update(extraction_sections(args, spec, corel))
+    if "search" in args.only:
+        search_rows, search_notes = measure_search(args.sizes)
+        sections[SEARCH_HEADING] = search_section(search_rows, search_notes)
+    if "large" in args.only:
+        section_clock = RunClock()
+        rows, facts = measure_large(args.large_count, args.exact_queries)
+        sections[LARGE_HEADING] = large_section(args, rows, facts, section_clock)
+    if "latency" in args.only:
+        section_clock = RunClock()
+        console.print("command line latency")
+        latency_rows, indexing = cli_latency(corel, corel[0])
+        sections[LATENCY_HEADING] = latency_section(latency_rows, indexing, len(corel), section_clock)
+    if "threads" in args.only:
+        section_clock = RunClock()
+        console.print("threads and wait policy")
+        sections[THREADS_HEADING] = threads_section(args, threads.measure(args.data, args.thread_images, args.rounds), section_clock)
+    if "peers" in args.only:
+        section_clock = RunClock()
+        console.print("a peer on the same network")
+        seconds, weights = peers.measure(corel_sample(args.data, args.peer_images), args.rounds)
+        sections[PEERS_HEADING] = peers_section(args, seconds, weights, section_clock)
+    write(args, clock, sections)
+    console.print(f"written to {args.out}")
+    return 0
+
+
+SEARCH_HEADING = f"## Search ({DIM}-d synthetic vectors, {QUERIES} queries, k = {K})"
+LARGE_HEADING = "## 1M vectors: the index for large collections"
+LATENCY_HEADING = "## `cbir search` from the command line"
+THREADS_HEADING = "## Threads and waiting"
+PEERS_HEADING = "## A peer on the same network"
+ORDER = ("## Extraction", SEARCH_HEADING, LARGE_HEADING, LATENCY_HEADING, THREADS_HEADING, PEERS_HEADING)
+
+
+def section_run(clock: RunClock) -> str:
+    """The line a separately measured section starts with: its command, time and load average."""
+    return f"Measured by `{command_line()}`; " + clock.summary().removeprefix("- ")
+
+
+def extraction_sections(args, spec: EncoderSpec, corel: list[Path]) -> dict[str, str]:
     encoder, unfused = Encoder(spec).for_inference(), Encoder(spec)
     encoders = {"ceiling": encoder, "unfused": unfused}
     naives = {"naive": NaiveExtractor(spec), "naive uncropped": NaiveExtractor(spec, crop=False)}
-    corel = corel_sample(args.data, args.images)
     large = large_jpegs(corel_sample(args.data, args.large), args.work / "large_jpegs")
     extraction = {}
     for name, paths in (("Corel-1k photos (384x256 JPEG)", corel), ("12-megapixel JPEGs (4243x2829)", large)):
@@ -370,15 +511,6 @@ def main(argv: list[str] | None = None) -> int:
     sweep = batch_size_sweep(encoder, unfused, corel[:128], args.rounds)
     stages = stage_profile(encoder, corel[:64])
     profile = pipeline_profile(encoder, corel)
-    search_rows, search_notes = measure_search(args.sizes)
-    console.print("command line latency")
-    latency_rows, indexing = cli_latency(corel, corel[0])
-    write(args, clock, spec, extraction, decoding, sweep, stages, profile, search_rows, search_notes, latency_rows, indexing, len(corel))
-    console.print(f"written to {args.out}")
-    return 0
-
-
-def write(args, clock, spec, extraction, decoding, sweep, stages, profile, search_rows, search_notes, latency_rows, indexing, indexed) -> None:
     rows = []
     for name, rates in extraction.items():
         rows.append([
@@ -387,13 +519,6 @@ def write(args, clock, spec, extraction, decoding, sweep, stages, profile, searc
             f"{rates['pipeline'] / rates['naive uncropped']:.2f}x", f"{100 * rates['pipeline'] / rates['ceiling']:.0f}%",
         ])
     lines = [
-        "# Speed",
-        "",
-        f"Command: `{command_line()}`",
-        "",
-        *machine_description(),
-        clock.summary(),
-        "",
         f"## Extraction (images/s, best of {args.rounds} alternating rounds)",
         "",
         f"Encoder {spec.backbone} + {spec.pooling}, short side {spec.image_size} px. "
@@ -441,8 +566,13 @@ def write(args, clock, spec, extraction, decoding, sweep, stages, profile, searc
         "```",
         profile,
         "```",
-        "",
-        f"## Search ({DIM}-d synthetic vectors, {QUERIES} queries, k = {K})",
+    ]
+    return {ORDER[0]: "\n".join(lines)}
+
+
+def search_section(search_rows: list[list[str]], search_notes: list[str]) -> str:
+    return "\n".join([
+        SEARCH_HEADING,
         "",
         "Vectors are unit vectors scattered around 2000 random centres (independent uniform vectors would be an "
         "unrealistically hard case for approximate indexes). Queries come from the same distribution and are not in "
@@ -453,20 +583,109 @@ def write(args, clock, spec, extraction, decoding, sweep, stages, profile, searc
         "(`cbir.collection.vector_index.REFINE_K_FACTOR`).",
         "",
         markdown_table(["vectors", "index", "search effort", "build s", "bytes / vector", "queries / s", "recall@10"], search_rows),
+        *([""] + [f"- {note}" for note in search_notes] if search_notes else []),
+    ])
+
+
+def large_section(args, rows: list[list[str]], facts: dict, clock: RunClock) -> str:
+    return "\n".join([
+        LARGE_HEADING,
         "",
-        *[f"- {note}" for note in search_notes],
+        section_run(clock),
         "",
-        "## `cbir search` from the command line",
+        f"`{LARGE_COLLECTION_INDEX}` (`cbir.collection.vector_index.LARGE_COLLECTION_INDEX`, inverted lists over the exact "
+        f"vectors) on {args.large_count:,} vectors of the distribution above, at each search effort, against exact search "
+        f"(Flat) measured in the same run on the first {args.exact_queries} of the {QUERIES} queries; median of 3 "
+        f"timings each. The collection stores its effort and applies it to every search (default nprobe "
+        f"{DEFAULT_SEARCH_EFFORT['nprobe']}). Exact search: {facts['exact_rate']:,.1f} queries/s; the index took "
+        f"{facts['build']:.0f} s to train and fill, {facts['bytes']:.0f} bytes per vector.",
+        "",
+        markdown_table(["search effort", "queries/s vs exact", "recall@10", "queries / s"], rows),
+    ])
+
+
+def latency_section(rows: list[list[str]], indexing: float, indexed: int, clock: RunClock) -> str:
+    return "\n".join([
+        LATENCY_HEADING,
+        "",
+        section_run(clock),
         "",
         f"A collection of {indexed} Corel photos (built by `cbir index` in {indexing:.1f} s, "
         f"{indexed / indexing:.1f} images/s including start-up); one query image, k = 10, JSON output. "
-        "Each search is a fresh process (operating-system file cache warm).",
+        "Each search is a fresh process (operating-system file cache warm); with a `cbir serve` running for the "
+        "collection, `cbir search` sends the query to it (same results, checked), `--local` searches in-process. "
+        f"Median of {LATENCY_ROUNDS} alternating rounds, seconds (the first row: the ratio).",
         "",
-        markdown_table(["step", "seconds"], latency_rows),
-        "",
+        markdown_table(["step", "seconds"], rows),
+    ])
+
+
+def threads_section(args, found: dict[str, dict[str, float]], clock: RunClock) -> str:
+    reference = found[threads.COMBINATIONS[0][0]]
+    rows = [
+        [label, f"{values['forward'] / reference['forward']:.2f}x", f"{values['pipeline'] / reference['pipeline']:.2f}x",
+         f"{values['forward']:.1f}", f"{values['pipeline']:.1f}", f"{values['load_min']:.1f}-{values['load_max']:.1f}"]
+        for label, values in found.items()
     ]
+    return "\n".join([
+        THREADS_HEADING,
+        "",
+        section_run(clock),
+        "",
+        f"Each combination of OpenMP thread count and wait policy in fresh processes (`bench.speed.threads`: OpenMP "
+        f"reads them once, when torch loads it), taking turns, median of {args.rounds} rounds; {args.thread_images} Corel "
+        "photos each: the forward pass alone on ready tensors and the whole pipeline (decoding workers as the default "
+        "picks them). *library default wait*: `OMP_WAIT_POLICY` unset, GNU OpenMP's threads spin a while after each "
+        "operation. cbir sets `OMP_WAIT_POLICY` to `PASSIVE` unless the environment sets it (`cbir.core.openmp`) and "
+        "keeps torch's thread count (one per core).",
+        "",
+        markdown_table(["threads, wait policy", "forward vs first row", "pipeline vs first row", "forward images/s",
+                        "pipeline images/s", "load average seen"], rows),
+    ])
+
+
+def peers_section(args, seconds: dict[str, float], weights: str, clock: RunClock) -> str:
+    mine = seconds["cbir index (defaults)"]
+    rows = [[name, f"{value / mine:.2f}x", f"{value:.1f}", f"{args.peer_images / value:.1f}"] for name, value in seconds.items()]
+    return "\n".join([
+        PEERS_HEADING,
+        "",
+        section_run(clock),
+        "",
+        f"{args.peer_images} Corel photos encoded with MobileNetV3-small (weights: {weights}, one file for both) by "
+        "`cbir index --backbone torchvision/mobilenet_v3_small --weights FILE` into a new collection and by imagededup "
+        "0.3.3's `CNN().encode_images` (`bench.speed.peers`): whole fresh processes, start-up and imports included, "
+        f"taking turns, median of {args.rounds} rounds. cbir feeds the network whole photos (short side 224 px, "
+        "224x336 here) and pools R-MAC; imagededup crops 224x224 and averages.",
+        "",
+        markdown_table(["contender", "time vs cbir", "seconds", "images/s"], rows),
+    ])
+
+
+def split_sections(text: str) -> tuple[str, dict[str, str]]:
+    """A results file's head (before the first ``## ``) and its sections by their place in ``ORDER``."""
+    parts = re.split(r"(?m)^(?=## )", text)
+
+    def key(heading: str) -> str:
+        return next((prefix for prefix in ORDER if heading.startswith(prefix)), heading)
+
+    return parts[0].rstrip(), {key(part.split("\n", 1)[0]): part.rstrip() for part in parts[1:]}
+
+
+def write(args, clock: RunClock, sections: dict[str, str]) -> None:
+    """The results file: with ``--only``, the sections measured now replace theirs and the others stay."""
+    head, kept = "\n".join(["# Speed", "", f"Command: `{command_line()}`", "", *machine_description(), clock.summary()]), {}
+    if set(args.only) != set(SECTIONS) and args.out.is_file():
+        head, kept = split_sections(args.out.read_text())
+        if SEPARATE_NOTE not in head:
+            head += "\n\n" + SEPARATE_NOTE
+    blocks = {**kept, **sections}
+    ordered = [blocks[name] for name in ORDER if name in blocks] + [text for name, text in blocks.items() if name not in ORDER]
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines) + "\n")
+    args.out.write_text(head + "\n\n" + "\n\n".join(ordered) + "\n")
+
+
+SEPARATE_NOTE = "Sections that name their own command were measured separately, with `--only`, at the time and load they give."
 
 
 if __name__ == "__main__":

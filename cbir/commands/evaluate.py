@@ -25,11 +25,11 @@ from cbir.commands.common import (
 )
 from cbir.encoders.spec import DEFAULT_BATCH_SIZE
 from cbir.progress import console, progress_bar
-from cbir.search.reranking import Reranking
 
 if TYPE_CHECKING:
     from cbir.evaluation.benchmark import Benchmark, EvaluationResult
     from cbir.evaluation.descriptors import EncoderChoice
+    from cbir.search.reranking import Reranking
 
 evaluate_app = App(help="Measure retrieval quality on standard protocols.", no_args_is_help=True)
 WhitenOption = typer.Option(False, "--whiten", help="PCA-whiten the descriptors (learned on --whiten-on, else on the evaluated images).")
@@ -126,6 +126,13 @@ def print_result(result: EvaluationResult) -> None:
         console.print(line, soft_wrap=True, highlight=False)
 
 
+def reranking(qe: int, qe_alpha: float, dba: int, dba_alpha: float) -> Reranking:
+    """The re-ranking options (imported here: numpy stays out of the command line's start)."""
+    from cbir.search.reranking import Reranking
+
+    return Reranking(qe, qe_alpha, dba, dba_alpha)
+
+
 @evaluate_app.command()
 def labeled(
     data: Path = typer.Argument(..., help="Folder of class subfolders, or the root the --labels file names are relative to."),
@@ -159,7 +166,7 @@ def labeled(
     run_protocol(
         lambda: protocols.labeled(data, labels, queries, database, tuple(sorted(set(k)))),
         (backbone, pooling, gem_p, size, multiscale, weights, encoder),
-        whiten, whiten_on, whiten_dim, Reranking(qe, qe_alpha, dba, dba_alpha), json_file, report, cache, batch_size, workers,
+        whiten, whiten_on, whiten_dim, reranking(qe, qe_alpha, dba, dba_alpha), json_file, report, cache, batch_size, workers,
     )
 
 
@@ -192,7 +199,7 @@ def ukbench(
     run_protocol(
         lambda: protocols.ukbench(folder),
         (backbone, pooling, gem_p, size, multiscale, weights, encoder),
-        whiten, whiten_on, whiten_dim, Reranking(qe, qe_alpha, dba, dba_alpha), json_file, report, cache, batch_size, workers,
+        whiten, whiten_on, whiten_dim, reranking(qe, qe_alpha, dba, dba_alpha), json_file, report, cache, batch_size, workers,
     )
 
 
@@ -226,7 +233,7 @@ def oxford(
     run_protocol(
         lambda: protocols.oxford(ground_truth, images),
         (backbone, pooling, gem_p, size, multiscale, weights, encoder),
-        whiten, whiten_on, whiten_dim, Reranking(qe, qe_alpha, dba, dba_alpha), json_file, report, cache, batch_size, workers,
+        whiten, whiten_on, whiten_dim, reranking(qe, qe_alpha, dba, dba_alpha), json_file, report, cache, batch_size, workers,
     )
 
 
@@ -259,7 +266,7 @@ def holidays(
     run_protocol(
         lambda: protocols.holidays(folder),
         (backbone, pooling, gem_p, size, multiscale, weights, encoder),
-        whiten, whiten_on, whiten_dim, Reranking(qe, qe_alpha, dba, dba_alpha), json_file, report, cache, batch_size, workers,
+        whiten, whiten_on, whiten_dim, reranking(qe, qe_alpha, dba, dba_alpha), json_file, report, cache, batch_size, workers,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import ipaddress
 import socket
@@ -49,6 +50,26 @@ def allowed_hosts(host: str, extra: Sequence[str]) -> tuple[str, ...] | None:
     if _is_loopback(host):
         names += LOOPBACK_NAMES
     return tuple(dict.fromkeys(names))
+
+
+def announce_address(app, host: str, port: int, token: bool) -> None:
+    """Record the server's address in the collection folder while it runs (``cbir search`` sends queries to
+    it), from the app's start-up to its shut-down: uvicorn ends a process stopped by a signal right after."""
+    from cbir.server.address import forget, record
+
+    folder, running = app.state.service.path, app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        address = record(folder, host, port, token)
+        try:
+            async with running(app) as state:
+                yield state
+        finally:
+            if address is not None:
+                forget(folder, address)
+
+    app.router.lifespan_context = lifespan
 
 
 def serve(
@@ -105,4 +126,5 @@ def serve(
                 f"[yellow]{host} is reachable from other machines: anyone there can search the collection "
                 "and download its files[/yellow]"
             )
+        announce_address(app, host, port, bool(token))
         uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -5,7 +5,8 @@ replaced when rebuilt, and lazily loaded state, so it is not safe to use from
 many threads as it is. The service puts a readers/writer lock around it:
 searches and look-ups share it, adding and removing items take it alone.
 The encoder runs outside that lock (one forward pass at a time, each using
-every core), so encoding a query never holds up other searches.
+every core, the pictures of concurrent requests batched together), so
+encoding a query never holds up other searches.
 
 OpenMP thread counts are per calling thread, and torch and FAISS end up
 sharing one OpenMP runtime, so each operation sets its own before running:
@@ -37,6 +38,8 @@ from cbir.collection import integrity
 from cbir.collection.catalog import Item
 from cbir.collection.collection import Collection, CollectionError, IndexReport, SearchResult
 from cbir.encoders.encoder import Encoder
+from cbir.pipelines.image import ImagePipeline
+from cbir.server.batching import EncodingQueue, QueueTimeout
 from cbir.server.errors import ApiError
 from cbir.server.filesafety import IndexedFiles
 from cbir.server.locks import ReadWriteLock, held_within
@@ -89,6 +92,7 @@ class CollectionService:
         self._model_threads = torch.get_num_threads()
         self._lock = ReadWriteLock()
         self._encoding = threading.Lock()
+        self._queries = EncodingQueue(self._encode_batch, self.settings.max_query_batch)
         self._decoding = threading.BoundedSemaphore(self.settings.max_decodes)
         self._writers = threading.BoundedSemaphore(self.settings.max_writers)
         self._changing = threading.Lock()
@@ -104,6 +108,7 @@ class CollectionService:
         return self.path / UPLOADS_FOLDER
 
     def close(self) -> None:
+        self._queries.close()
         with self._lock.write():
             self._collection.close()
 
@@ -114,10 +119,17 @@ class CollectionService:
         return held_within(self._decoding, self.settings.request_wait, BUSY)
 
     def encode(self, image: Image.Image) -> np.ndarray:
-        """The raw descriptor of a query picture (waiting at most ``settings.request_wait`` for the network)."""
+        """The raw descriptor of a query picture (waiting at most ``settings.request_wait`` for the network);
+        pictures of concurrent requests share forward passes (``cbir.server.batching``)."""
+        try:
+            return self._queries.encode(image, self.settings.request_wait)
+        except QueueTimeout:
+            raise ApiError(503, BUSY, {"Retry-After": "5"}) from None
+
+    def _encode_batch(self, images: Sequence[Image.Image]) -> np.ndarray:
         with held_within(self._encoding, self.settings.request_wait, BUSY):
             torch.set_num_threads(self._model_threads)
-            return self.encoder.encode_images([image])[0]
+            return self.encoder.encode_images(list(images))
 
     def search_vector(
         self, vector: np.ndarray, k: int, kinds: Sequence[str] | None = None, label: str | None = None, space: str | None = None

@@ -21,7 +21,8 @@ class ServerSettings:
     ``request_wait`` seconds for its turn to decode or to run the network,
     then gets 503. At most ``max_writers`` uploads or removals are under way;
     more get 503 at once, so that changes never take the threads searches
-    need. ``allowed_hosts``, when set, are the only Host names the server
+    need. Query pictures of concurrent requests share a forward pass, at most
+    ``max_query_batch`` at once. ``allowed_hosts``, when set, are the only Host names the server
     answers to (against DNS rebinding); ``None`` accepts any.
     """
 
@@ -38,6 +39,7 @@ class ServerSettings:
     max_decodes: int = 2
     request_wait: float = 10.0
     max_writers: int = 2
+    max_query_batch: int = 8
     allowed_hosts: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
@@ -47,8 +49,8 @@ class ServerSettings:
             raise ValueError("max_pixels must be positive")
         if self.max_k < 1:
             raise ValueError("max_k must be at least 1")
-        if self.max_decodes < 1 or self.max_writers < 1:
-            raise ValueError("max_decodes and max_writers must be at least 1")
+        if self.max_decodes < 1 or self.max_writers < 1 or self.max_query_batch < 1:
+            raise ValueError("max_decodes, max_writers and max_query_batch must be at least 1")
         if self.search_threads < 1:
             raise ValueError("search_threads must be at least 1")
         if not 16 <= self.thumbnail_size <= self.max_thumbnail_size:
