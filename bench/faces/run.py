@@ -303,7 +303,7 @@ def orl_section(data: Path, workers: int, yunet_model: str | None, cache: Path |
     w = DEFAULT_WEIGHTS[0] / sum(DEFAULT_WEIGHTS)
 
     def fused(first: str, second: str, count: int) -> dict[Path, np.ndarray]:
-        return {p: np.concatenate([np.sqrt(w) * view_mean(d[first], count), np.sqrt(1 - w) * view_mean(d[second], count)]) for p, d in described.items()}
+        return {p: np.concatenate([np.sqrt(w) * view_mean(d[first], count), np.sqrt(1 - w) * view_mean(d[second], count)]).astype(np.float32) for p, d in described.items()}
 
     variants = {
         "dlib ResNet, flip (baseline)": {p: view_mean(d["dlib"], 2) for p, d in described.items()},

@@ -275,7 +275,7 @@ def pairs(
     pairs_file: Path = typer.Argument(..., help="Pairs in LFW format (pairs.txt), or lines 'a b same'."),
     images: Path = typer.Option(..., "--images", help="Root the pairs' images are relative to."),
     suffix: str = typer.Option(".jpg", help="Image file suffix for LFW-format names."),
-    faces: bool = typer.Option(False, "--faces", help="Embed faces (detect, align, 128-d face descriptor) instead of whole images."),
+    faces: bool = typer.Option(False, "--faces", help="Embed faces (detect, align, face descriptor) instead of whole images."),
     tta: Optional[str] = typer.Option(None, "--tta", help="With --faces: test-time views none, flip (the default), jitter (8 views, 4x slower) or jitter32 (32 random views, 16x slower)."),
     face_encoder: Optional[str] = typer.Option(None, "--face-encoder", help="With --faces: fusion (the default: dlib_resnet_v1 and mobilefacenet together), dlib_resnet_v1 or mobilefacenet."),
     far: float = typer.Option(1e-3, help="False-accept rate for the TAR@FAR figure."),
