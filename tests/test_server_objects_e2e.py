@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -77,7 +76,7 @@ def test_the_class_filter_lists_every_object_of_a_class(page):
     page.wait_for_selector("#object-class")
     page.select_option("#object-class", "cat")
     wait_for_title(page, "every cat")
-    page.wait_for_function("[...document.querySelectorAll('#results .card')].every(card => card.querySelector('.box'))")
+    page.wait_for_function("() => [...document.querySelectorAll('#results .card')].every((card) => card.querySelector('.box') !== null)")
     shown = cards(page)
     assert {card["name"] for card in shown} == {"chelsea.jpg", "together.jpg"}
     assert all(card["kind"] == "region" and card["boxes"] == 1 for card in shown)
@@ -88,7 +87,7 @@ def test_a_chip_searches_with_a_detected_object_of_the_query(page, server, tmp_p
     chip = page.wait_for_selector(".object-chip:has-text('cup')")
     chip.click()
     wait_for_title(page, "cup of coffee.jpg")
-    page.wait_for_function("document.querySelectorAll('#results .card .box').length > 0")
+    page.wait_for_function("() => document.querySelectorAll('#results .card .box').length > 0")
     first = cards(page)[0]
     assert first["name"] == "coffee.jpg" and first["kind"] == "region" and first["boxes"] == 1
     assert page.eval_on_selector("#query-preview", "node => node.querySelectorAll('.box').length") == 1
@@ -107,7 +106,7 @@ def test_a_box_drawn_on_the_query_searches_with_that_part(page, server):
     page.mouse.move(box["x"] + box["width"] * 0.98, box["y"] + box["height"] * 0.8, steps=5)
     page.mouse.up()
     wait_for_title(page, "the part of together.jpg")
-    page.wait_for_function("document.querySelectorAll('#results .card .box').length > 0")
+    page.wait_for_function("() => document.querySelectorAll('#results .card .box').length > 0")
     shown = cards(page)
     assert {card["name"] for card in shown[:2]} == {"chelsea.jpg", "together.jpg"}
     itself = next(card for card in shown if card["name"] == "together.jpg")

@@ -23,7 +23,8 @@ def _detector(request: Request, service: Service) -> Detector:
         if getattr(request.app.state, "detector", None) is None:
             from cbir.pipelines.objects import detector_from_record
 
-            record = service.info()["spaces"][service.info()["default_space"]]["encoder"].get("detector")
+            info = service.info()
+            record = info["spaces"][info["default_space"]]["encoder"].get("detector")
             request.app.state.detector = detector_from_record(record) if record else load_detector()
         return request.app.state.detector
 

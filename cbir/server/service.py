@@ -38,7 +38,6 @@ from cbir.collection import integrity
 from cbir.collection.catalog import Item
 from cbir.collection.collection import Collection, CollectionError, IndexReport, SearchResult
 from cbir.encoders.encoder import Encoder
-from cbir.pipelines.image import ImagePipeline
 from cbir.server.batching import EncodingQueue, QueueTimeout
 from cbir.server.errors import ApiError
 from cbir.server.filesafety import IndexedFiles
