@@ -17,7 +17,7 @@ nib = pytest.importorskip("nibabel", reason="the medical extra is not installed 
 
 from nibabel.testing import data_path  # noqa: E402
 
-from cbir.collection.collection import Collection  # noqa: E402
+from cbir.collection.collection import Collection, CollectionError  # noqa: E402
 from cbir.encoders.encoder import EncoderSpec, shared_encoder  # noqa: E402
 from cbir.io.deidentify import KEPT_ATTRIBUTES  # noqa: E402
 from cbir.pipelines.medical import MEDICAL_SPACE, SERIES_KIND, SLICE_KIND, MedicalPipeline, series_descriptor  # noqa: E402
@@ -147,3 +147,15 @@ def test_inconsistent_series_and_broken_files_are_reported(tmp_path):
     lone = next(uri for uri in reasons if uri.startswith(str(folder / "lone") + "#series-"))
     assert "truncated or corrupt" in reasons[lone]
     assert reasons[str(folder / "photo.jpg")].startswith("not a medical scan")
+
+
+def test_a_changed_salt_is_refused_without_showing_either(tmp_path):
+    with new_collection(tmp_path / "c"):
+        pass
+    manifest = tmp_path / "c" / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["spaces"]["medical"]["encoder"]["salt"] = "another-salt-of-a-copy"
+    manifest.write_text(json.dumps(data))
+    with pytest.raises(CollectionError, match="medical.salt: the manifest's differs") as refused:
+        Collection.open(tmp_path / "c")
+    assert SALT not in str(refused.value) and "another-salt" not in str(refused.value)

@@ -122,3 +122,28 @@ def test_bad_queries_get_a_clear_error(archive, tmp_path):
     assert done.exit_code == 0, done.output
     done = run_cli("medical", "report", scans / "CT_small.dcm", "-c", collection, "--exclude-same-patient", "--out", tmp_path / "out")
     assert done.exit_code == 0, done.output
+
+
+def test_server_view_refuses_bad_requests(archive):
+    from fastapi.testclient import TestClient
+
+    from cbir.server.app import create_app
+    from cbir.server.settings import ServerSettings
+
+    scans, collection = archive
+    with TestClient(create_app(collection, settings=ServerSettings(max_pixels=32))) as client:
+        dicom = (scans / "a1" / "slice0.dcm").read_bytes()  # 8 x 8 = 64 pixels, over the limit of 32
+        too_big = client.post("/medical/similar", files={"image": ("a.dcm", dicom)})
+        assert too_big.status_code == 413 and "64 pixels" in too_big.json()["detail"]
+        both = client.post("/medical/similar", files={"image": ("a.dcm", dicom)}, data={"item_id": "1"})
+        assert both.status_code == 422 and "not both" in both.json()["detail"]
+        text = client.post("/medical/similar", files={"image": ("notes.txt", b"not a scan")})
+        assert text.status_code == 415
+        assert client.post("/medical/similar", data={"item_id": "999999"}).status_code == 404
+        assert client.get("/medical/items/999999/picture").status_code == 404
+        with Collection.open(collection) as store:
+            image = next(item.id for item in store.catalog.get_items(store.catalog.item_ids("medical")).values()
+                         if item.metadata["format"] == "medmnist")
+        found = client.post("/medical/similar", data={"item_id": str(image), "k": "2"})
+        assert found.status_code == 200 and len(found.json()["most_similar"]) == 2
+        assert all(client.get(hit["picture"]).headers["content-type"] == "image/png" for hit in found.json()["most_similar"])

@@ -32,6 +32,7 @@ from filelock import FileLock
 from cbir.collection.errors import CollectionError
 from cbir.collection.manifest import Manifest, SpaceInfo
 from cbir.collection.readonly import connect_read_only
+from cbir.pipelines.pipeline import PRIVATE_RECORD_KEYS
 
 MANIFEST_FILE = "manifest.json"
 CATALOG_FILE = "catalog.sqlite"
@@ -154,7 +155,9 @@ def describe_differences(stored: Manifest, current: Manifest) -> list[str]:
         else:
             old, new = before[name]["encoder"], after[name]["encoder"]
             for key in sorted(old.keys() | new.keys()):
-                if old.get(key) != new.get(key):
+                if old.get(key) != new.get(key) and key in PRIVATE_RECORD_KEYS:
+                    differences.append(f"{name}.{key}: the manifest's differs from the one the vectors were made with")
+                elif old.get(key) != new.get(key):
                     differences.append(f"{name}.{key}: vectors made with {old.get(key)!r}, manifest says {new.get(key)!r}")
             if before[name]["dim"] != after[name]["dim"]:
                 differences.append(f"{name}.dim: vectors are {before[name]['dim']}-d, manifest says {after[name]['dim']}")

@@ -27,7 +27,7 @@ from cbir.core.items import Item
 from cbir.io.dicom import DicomError, dicom_candidates, read_dicom, scan_dicom
 from cbir.io.images import is_image_path, load_image
 from cbir.io.medmnist import array_to_image, read_medmnist
-from cbir.io.nifti import is_nifti_path, read_nifti
+from cbir.io.nifti import read_nifti
 from cbir.io.volumes import ScanReadError, to_uint8
 from cbir.medical.report import Case, SimilarCases, most_and_least
 from cbir.pipelines.medical import (

@@ -66,7 +66,9 @@ def _upload_query(store, data: bytes, settings, query_from_path, modality):
     if len(data) > settings.max_upload_bytes:
         raise ApiError(413, f"the upload is {len(data) / 1048576:.1f} MiB; this server accepts at most {settings.max_upload_bytes / 1048576:g} MiB")
     is_dicom = data[128:132] == b"DICM"
-    if not is_dicom:
+    if is_dicom:
+        _check_dicom_size(data, settings.max_pixels)
+    else:
         image_format, _, _ = probe(data, settings.max_pixels)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / ("upload.dcm" if is_dicom else f"upload{SUFFIX_OF_FORMAT.get(image_format, '.png')}")
@@ -74,6 +76,22 @@ def _upload_query(store, data: bytes, settings, query_from_path, modality):
         query = query_from_path(store, path, modality)
     query.name = UPLOAD_NAME
     return query
+
+
+def _check_dicom_size(data: bytes, max_pixels: int) -> None:
+    """Refuse a DICOM upload whose frames hold more pixels than the server decodes (read from the header only)."""
+    import pydicom
+
+    from cbir.io.deidentify import quiet_pydicom
+
+    try:
+        with quiet_pydicom():
+            header = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+            pixels = int(header.get("Rows") or 0) * int(header.get("Columns") or 0) * int(header.get("NumberOfFrames") or 1)
+    except Exception:  # noqa: BLE001 - an unreadable header gets the reader's own error later
+        return
+    if pixels > max_pixels:
+        raise ApiError(413, f"the scan holds {pixels:,} pixels; this server decodes at most {max_pixels:,}")
 
 
 def _data_url(picture) -> str:
