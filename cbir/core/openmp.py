@@ -5,10 +5,11 @@ OpenMP's threads spin for a while after each parallel operation, waiting
 for the next: on a machine where other programs also want the cores, the
 network's threads then spin against each other and against them. Passive
 waiting (``OMP_WAIT_POLICY=PASSIVE``) makes a waiting thread sleep at once;
-on 2 shared cores at load average 14-19 it ran the forward pass 4.5x as
-fast (bench/results/speed.md, "Threads"). The thread count stays torch's
-(one per core): with passive waiting one thread was no faster under that
-load, and two use an idle machine's second core.
+on 2 shared cores at load average 10-12 it ran the forward pass 3.58x and the
+whole pipeline 4.98x as fast (bench/results/speed.md, "Threads and
+waiting"). The thread count stays torch's (one per core): with passive
+waiting, one thread ran the forward pass at 12.6 images/s against 14.7 for
+two under that load.
 
 A value the user has set wins; ``CBIR_OMP_DEFAULTS=0`` leaves the library
 defaults alone. A program that imports torch before cbir keeps the settings
