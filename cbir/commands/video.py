@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from cbir.commands.common import print_json, print_report, results, user_errors
-from cbir.io.video import VideoError, is_video_path
+from cbir.io.video_files import is_video_path
 from cbir.progress import console, progress_bar
 
 if TYPE_CHECKING:
@@ -143,6 +143,7 @@ def search_clip(clip: Path, collection: Path, k: int, as_json: bool, grid: Optio
     from cbir.collection.collection import Collection
     from cbir.pipelines.image import IMAGE_SPACE
     from cbir.pipelines.video import VideoPipeline
+    from cbir.io.video import VideoError
     from cbir.search.video import find_clip, has_videos
 
     with user_errors():

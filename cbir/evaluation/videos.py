@@ -33,7 +33,8 @@ from cbir.evaluation.descriptors import EncoderChoice
 from cbir.evaluation.temporal_metrics import temporal_iou
 from cbir.evaluation.video_copies import TRANSFORMATIONS, Copy, make_copies, make_distractor, source_frames
 from cbir.pipelines.video import VideoDescriptors, describe_video
-from cbir.io.video import Sampling, VideoError, is_video_path, probe
+from cbir.io.video import Sampling, VideoError, probe
+from cbir.io.video_files import is_video_path
 from cbir.search.temporal import FrameTable, chamfer_similarity, l2_normalise, photo_moments, search_clip
 
 StepCallback = Callable[[str, int, int], None]

@@ -26,8 +26,6 @@ from typing import BinaryIO, Iterator, Protocol
 
 import numpy as np
 
-VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".wmv", ".flv", ".3gp", ".ogv"})
-
 # A decode that stops more than this short of the stated duration is a truncated file.
 TRUNCATION_TOLERANCE_S = 0.5
 TRUNCATION_TOLERANCE_FRAMES = 3
@@ -59,11 +57,6 @@ class VideoDecodeError(VideoError):
 
 class TruncatedVideo(VideoError):
     """The stream ended well before the duration the file states."""
-
-
-def is_video_path(path: Path) -> bool:
-    """Whether ``path`` has a common video file suffix."""
-    return path.suffix.lower() in VIDEO_SUFFIXES
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,8 @@ from PIL import Image
 from cbir.core.items import Item
 from cbir.encoders.encoder import DEFAULT_BATCH_SIZE, Encoder, EncoderSpec, shared_encoder
 from cbir.io.shots import DEFAULT_SHOT_DETECTOR, make_shot_detector
-from cbir.io.video import Sampling, Shot, VideoError, VideoScan, is_video_path, probe
+from cbir.io.video import Sampling, Shot, VideoError, VideoScan, probe
+from cbir.io.video_files import is_video_path
 from cbir.pipelines.image import ENCODER_TYPE, IMAGE_SPACE
 from cbir.pipelines.sources import Source, SourceResult, file_sources
 

@@ -16,7 +16,8 @@ import numpy as np
 from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
 from PIL import Image
 
-from cbir.io.video import VIDEO_SUFFIXES, Sampling, VideoError, frames_at, probe
+from cbir.io.video import Sampling, VideoError, frames_at, probe
+from cbir.io.video_files import VIDEO_SUFFIXES
 from cbir.pipelines.image import IMAGE_SPACE
 from cbir.pipelines.video import DEFAULT_RATE, FRAME_KIND, SHOT_KIND, describe_video
 from cbir.search.video import find_clip, frame_hits_wanted, moments_from_hits
