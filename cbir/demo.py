@@ -81,7 +81,7 @@ def run_demo(out: Path) -> int:
                 query_path.name, Path(results[0].uri).name, f"{results[0].score:.3f}",
                 Path(results[1].uri).name, f"{results[1].score:.3f}", "[green]yes[/green]" if hit else "[red]no[/red]",
             )
-            grid = result_grid(Image.open(query_path).convert("RGB"), results, out / f"grid-{name}.png")
+            result_grid(Image.open(query_path).convert("RGB"), results, out / f"grid-{name}.png")
         console.print(table)
     console.print(f"{correct}/{len(QUERY_SOURCES)} queries found their original first; grids in {out}/grid-*.png")
     return correct

@@ -1,14 +1,24 @@
-"""A small real collection for the server tests: packaged photos, plus region items cut from them."""
+"""For the server tests: a small real collection (packaged photos, plus region items cut from them), and
+`cbir serve` started in its own process."""
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import io
+import os
 import shutil
 import socket
+import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
+from typing import Iterator
+
+import httpx
+import pytest
 
 from PIL import Image
 
@@ -17,6 +27,7 @@ from cbir.collection.collection import Collection
 from cbir.demo import edited_copy, packaged_photos
 from cbir.io.images import load_image
 
+START_TIMEOUT_S = 240  # `cbir serve` loads torch and the model before it answers
 PHOTOS = ("cat", "coffee", "astronaut", "camera", "rocket", "motorcycle", "china", "flower", "grace_hopper", "coins")
 # (photo, box in its pixels, labels): the regions a detector might have found.
 REGIONS = (
@@ -78,3 +89,41 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def without_token() -> dict[str, str]:
+    """This process's environment less ``CBIR_TOKEN``: a server started with it is read-only."""
+    return {key: value for key, value in os.environ.items() if key != "CBIR_TOKEN"}
+
+
+@contextlib.contextmanager
+def serving(collection: Path, environment: dict[str, str] | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
+    """`cbir serve` for ``collection`` in its own process on a free loopback port, until the block ends;
+    yields (base URL, process) once it answers ``/info``."""
+    port = free_port()
+    command = [sys.executable, "-m", "cbir.cli", "serve", "--collection", str(collection), "--port", str(port)]
+    log = tempfile.TemporaryFile("w+")  # a file, not a pipe: a server that logs much never blocks on it
+    process = subprocess.Popen(command, env=without_token() if environment is None else environment, stdout=log, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + START_TIMEOUT_S
+    try:
+        while True:
+            if process.poll() is not None:
+                log.seek(0)
+                pytest.fail(f"cbir serve exited with {process.returncode}:\n{log.read()}")
+            try:
+                if httpx.get(f"{base}/info", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"cbir serve did not answer within {START_TIMEOUT_S} s")
+            time.sleep(0.5)
+        yield base, process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import io
 import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -16,8 +13,8 @@ import pytest
 from PIL import Image
 
 from tests.medical_support import shipped, write_medmnist, write_series
-from tests.server_support import free_port
-from tests.test_server_e2e import CHROMIUM, CHROMIUM_ARGS, START_TIMEOUT_S, sync_api
+from tests.server_support import serving
+from tests.test_server_e2e import CHROMIUM, CHROMIUM_ARGS, sync_api
 
 from cbir.collection.collection import Collection  # noqa: E402
 from cbir.encoders.encoder import EncoderSpec, shared_encoder  # noqa: E402
@@ -37,31 +34,8 @@ def server(tmp_path_factory):
     collection = root / "collection"
     with Collection.create(collection, pipeline=MedicalPipeline(shared_encoder(EncoderSpec(image_size=64)), slices=2)) as store:
         store.add([scans], workers=0)
-    port = free_port()
-    environment = {key: value for key, value in os.environ.items() if key != "CBIR_TOKEN"}
-    command = [sys.executable, "-m", "cbir.cli", "serve", "--collection", str(collection), "--port", str(port)]
-    process = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + START_TIMEOUT_S
-    try:
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"cbir serve exited with {process.returncode}:\n{process.stdout.read()}")
-            try:
-                if httpx.get(f"{base}/info", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"cbir serve did not answer within {START_TIMEOUT_S} s")
-            time.sleep(0.5)
+    with serving(collection) as (base, _):
         yield base, scans
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def shown_cases(page, row: str) -> list[dict]:

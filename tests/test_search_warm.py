@@ -7,17 +7,15 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
+from cbir.commands.remote import holds_videos
 from cbir.server.address import ADDRESS_FILE, ServerAddress, forget, record, running_server
-from tests.server_support import build_collection, free_port, query_jpeg
+from tests.server_support import build_collection, query_jpeg, serving
 
 REPOSITORY = Path(__file__).resolve().parents[1]
-START_TIMEOUT_S = 240
 SERVED = "answered by the cbir serve at"
 
 
@@ -38,31 +36,8 @@ def served(tmp_path_factory):
     collection = build_collection(root)
     query = root / "query.jpg"
     query.write_bytes(query_jpeg("cat"))
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cbir.cli", "serve", "--collection", str(collection), "--port", str(port)],
-        env=environment(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
-    deadline = time.monotonic() + START_TIMEOUT_S
-    try:
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"cbir serve exited with {process.returncode}:\n{process.stderr.read()}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/info", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"cbir serve did not answer within {START_TIMEOUT_S} s")
-            time.sleep(0.5)
+    with serving(collection, environment()) as (_, process):
         yield collection, query, process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def test_search_goes_through_the_server_with_the_same_results(served):
@@ -72,6 +47,7 @@ def test_search_goes_through_the_server_with_the_same_results(served):
         "search", str(query), "-c", str(collection), "--json", "-k", "5", "--local"
     )
     assert SERVED in through.stderr and SERVED not in here.stderr
+    assert holds_videos(running_server(collection).url) is False  # no moments to make: the server answers
     assert json.loads(through.stdout) == json.loads(here.stdout)
     assert json.loads(through.stdout)["results"][0]["uri"].endswith("cat.jpg")
     filtered = cbir("search", str(query), "-c", str(collection), "--json", "--kind", "region", "--label", "face")

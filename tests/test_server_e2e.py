@@ -7,22 +7,18 @@ installs it). The page screenshot goes to $CBIR_SCREENSHOT_DIR when set.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.server_support import build_collection, free_port, photos, query_jpeg
+from tests.server_support import build_collection, photos, query_jpeg, serving
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
-START_TIMEOUT_S = 240
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install 'cbir[test]')")
 if not CHROMIUM.exists():
@@ -53,31 +49,8 @@ def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("e2e")
     collection = build_collection(root)
     add_files_of_one_name(collection, root / "camera")
-    port = free_port()
-    environment = {key: value for key, value in os.environ.items() if key != "CBIR_TOKEN"}
-    command = [sys.executable, "-m", "cbir.cli", "serve", "--collection", str(collection), "--port", str(port)]
-    process = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + START_TIMEOUT_S
-    try:
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"cbir serve exited with {process.returncode}:\n{process.stdout.read()}")
-            try:
-                if httpx.get(f"{base}/info", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"cbir serve did not answer within {START_TIMEOUT_S} s")
-            time.sleep(0.5)
+    with serving(collection) as (base, _):
         yield base, collection
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 @pytest.fixture

@@ -4,17 +4,15 @@ and a box drawn on the query searches with that part; result cards outline the m
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
 
-from tests.server_support import free_port
+from tests.server_support import serving
 from tests.test_objects_collection import write_photos
-from tests.test_server_e2e import CHROMIUM, CHROMIUM_ARGS, START_TIMEOUT_S, cards, sync_api
+from tests.test_server_e2e import CHROMIUM, CHROMIUM_ARGS, cards, sync_api
 
 pytest.importorskip("onnxruntime")
 
@@ -27,31 +25,8 @@ def server(tmp_path_factory):
     command = [sys.executable, "-m", "cbir.cli", "index", str(photos), "-c", str(collection), "--objects", "--workers", "0"]
     indexed = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert indexed.returncode == 0, indexed.stderr
-    port = free_port()
-    environment = {key: value for key, value in os.environ.items() if key != "CBIR_TOKEN"}
-    command = [sys.executable, "-m", "cbir.cli", "serve", "--collection", str(collection), "--port", str(port)]
-    process = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + START_TIMEOUT_S
-    try:
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"cbir serve exited with {process.returncode}:\n{process.stdout.read()}")
-            try:
-                if httpx.get(f"{base}/info", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"cbir serve did not answer within {START_TIMEOUT_S} s")
-            time.sleep(0.5)
+    with serving(collection) as (base, _):
         yield base, photos
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 @pytest.fixture

@@ -8,20 +8,17 @@ Needs Debian's chromium at /usr/bin/chromium (``scripts/install-chromium.sh``).
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 pytest.importorskip("av")
 pytest.importorskip("scenedetect")
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install 'cbir[test]')")
 
-from tests.server_support import free_port  # noqa: E402
-from tests.test_server_e2e import CHROMIUM, CHROMIUM_ARGS, START_TIMEOUT_S  # noqa: E402  (skips without Chromium)
+from cbir.server.address import ADDRESS_FILE  # noqa: E402
+from tests.server_support import serving  # noqa: E402
+from tests.test_server_e2e import CHROMIUM, CHROMIUM_ARGS  # noqa: E402  (skips without Chromium)
 from tests.test_server_video import video_collection  # noqa: E402
 from tests.video_support import scene_frame, write_scenes  # noqa: E402
 
@@ -31,31 +28,8 @@ def server(tmp_path_factory):
     """`cbir serve` on the video collection, on a free loopback port; yields (base URL, library folder)."""
     root = tmp_path_factory.mktemp("video-e2e")
     folder, collection = video_collection(root)
-    port = free_port()
-    environment = {key: value for key, value in os.environ.items() if key != "CBIR_TOKEN"}
-    command = [sys.executable, "-m", "cbir.cli", "serve", "--collection", str(collection), "--port", str(port)]
-    process = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + START_TIMEOUT_S
-    try:
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"cbir serve exited with {process.returncode}:\n{process.stdout.read()}")
-            try:
-                if httpx.get(f"{base}/info", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"cbir serve did not answer within {START_TIMEOUT_S} s")
-            time.sleep(0.5)
+    with serving(collection) as (base, _):
         yield base, folder
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 @pytest.fixture
@@ -104,3 +78,15 @@ def test_an_uploaded_clip_lists_the_video_that_holds_it(page, server, tmp_path):
     page.wait_for_selector("#moments-list .moment")
     assert "Videos holding clip.mp4" in page.text_content("#moments-title")
     assert "scenes.webm" in page.locator("#moments-list .moment").first.text_content()
+
+
+def test_a_photo_search_on_videos_is_not_sent_to_the_server(server, tmp_path):
+    """The server answers searches, not moments: `cbir search` makes a photo's moments in-process."""
+    from cbir.commands.remote import search_through_server
+
+    photo = tmp_path / "query.jpg"
+    scene_frame(12, 8).save(photo, quality=92)
+    collection = Path(server[1]).parent / "collection"
+    assert (collection / ADDRESS_FILE).exists()
+    assert search_through_server(collection, photo, 5, None, None) is None
+    assert search_through_server(collection, photo, 5, ["image"], None) is not None

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
 from typer.core import TyperCommand
 
 from cbir.progress import console

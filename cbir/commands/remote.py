@@ -18,6 +18,7 @@ from typing import Sequence
 
 from cbir.server.address import running_server
 
+VIDEO_KINDS = ("frame", "shot")  # a photo query on videos also lists moments, which only the in-process search makes
 ANSWER_TIMEOUT_S = 30.0  # an image query waits for the network behind other queries
 DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # the server is local: never through a proxy
 
@@ -58,6 +59,8 @@ def search_through_server(
     address = running_server(collection.expanduser().resolve())
     if address is None:
         return None
+    if not kinds and not label and holds_videos(address.url) is not False:
+        return None
     try:
         data = image.read_bytes()
     except OSError:
@@ -74,3 +77,15 @@ def search_through_server(
     if not isinstance(results, list) or not all(isinstance(hit, dict) for hit in results):
         return None
     return address.url, [ServedHit(hit) for hit in results]
+
+
+def holds_videos(url: str) -> bool | None:
+    """Whether the served collection holds video frames or shots (None: the server did not say)."""
+    try:
+        with DIRECT.open(f"{url}/info", timeout=ANSWER_TIMEOUT_S) as response:
+            counts = json.loads(response.read()).get("by_kind")
+    except (OSError, ValueError, AttributeError, http.client.HTTPException):
+        return None
+    if not isinstance(counts, dict):
+        return None
+    return any(counts.get(kind) for kind in VIDEO_KINDS)

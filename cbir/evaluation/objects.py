@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from cbir.detectors import DetectionSettings, Detections, Detector
+from cbir.detectors import Detections, Detector
 from cbir.encoders.encoder import Encoder
 from cbir.encoders.regions import describe_crops, describe_with_regions
 from cbir.evaluation import metrics
