@@ -220,7 +220,7 @@ def benchmarks(names: list[str], data: Path, work: Path) -> list[Benchmark]:
             voc = data / "voc_dev"
             if (voc / "objects.csv").is_file():
                 root, files, labels, classes = voc_crops(voc, work)
-                bench = labelled_files_benchmark("VOC-objects", root, files, labels, set(range(0, len(classes), 2)), work, 10, [])
+                bench = labelled_files_benchmark("VOC-objects", root, files, labels, set(range(0, len(classes), 2)), work, 10, ["--views", "1"])
                 bench.notes.append(f"training classes: {', '.join(classes[0::2])}; held-out classes: {', '.join(classes[1::2])}")
                 found.append(bench)
                 continue

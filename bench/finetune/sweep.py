@@ -43,7 +43,9 @@ VARIANTS = {
     "margin=0.9": {"margin": 0.9},
     "whitening": {"whitening": True},
     "views=1": {"views": 1},
+    "views=3": {"views": 3},
     "train-layers=1": {"train_layers": 1},
+    "train-layers=2": {"train_layers": 2},
     "train-layers=3": {"train_layers": 3},
     "size=160": {"image_size": 160},
 }
