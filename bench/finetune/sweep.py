@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.common import machine_summary
+from bench.common import REPOSITORY, machine_summary
 from cbir.progress import console
 from cbir.training.data import load_training_data
 from cbir.training.trainer import TrainConfig, train
@@ -105,7 +105,7 @@ def write(out: Path, rows: list[dict], command: str, base: dict, options, loads:
         f"Machine: {machine_summary()}. Date: {time.strftime('%Y-%m-%d %H:%M')}. Run time: {(time.time() - started) / 60:.0f} min. "
         f"Load average (1 min) at the start and after each run: {', '.join(f'{v:.1f}' for v in loads)}.",
         "",
-        f"Data: {data.origin}, {len(data)} crops of {len(data.class_names)} training classes. Each run validates every epoch "
+        f"Data: {str(data.origin).replace(str(REPOSITORY) + os.sep, '')}, {len(data)} crops of {len(data.class_names)} training classes. Each run validates every epoch "
         f"on {round(options.val_fraction * len(data.class_names))} of these classes held out whole (each crop querying "
         "the others, the same split for every run); the benchmark's test classes are never looked at. Base recipe: "
         + ", ".join(f"`{key}={value}`" for key, value in recipe.items()) + "; each row changes one setting.",
