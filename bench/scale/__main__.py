@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import RESULTS, command_line, default_data, machine_summary
+from bench.vectors import clustered_vectors
 from cbir.progress import console
 
 DIM = 512
@@ -25,18 +26,6 @@ QUERIES = 1000
 QUERY_BATCH = 100
 K = 10
 EFFORT = 64
-
-
-def clustered_vectors(count: int, centres: np.ndarray, rng: np.random.Generator, spread: float = 0.6) -> np.ndarray:
-    """Unit vectors scattered around random centres (the stand-in for descriptors of bench.speed)."""
-    out = np.empty((count, centres.shape[1]), dtype=np.float32)
-    for start in range(0, count, 100_000):
-        stop = min(start + 100_000, count)
-        chosen = centres[rng.integers(0, len(centres), stop - start)]
-        noise = rng.standard_normal((stop - start, centres.shape[1]), dtype=np.float32) * (spread / np.sqrt(centres.shape[1]))
-        block = chosen + noise
-        out[start:stop] = block / np.linalg.norm(block, axis=1, keepdims=True)
-    return out
 
 
 def folder_bytes(path: Path) -> int:

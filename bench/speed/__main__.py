@@ -35,6 +35,7 @@ from torchvision import transforms
 
 from bench.common import RESULTS, RunClock, command_line, default_data, machine_description, markdown_table
 from bench.speed import peers, threads
+from bench.vectors import clustered_vectors
 from cbir.collection.vector_index import DEFAULT_SEARCH_EFFORT, LARGE_COLLECTION_INDEX, REFINE_K_FACTOR, VectorIndex
 from cbir.encoders.backbones import create_backbone
 from cbir.encoders.encoder import DEFAULT_BATCH_SIZE, Encoder, EncoderSpec, image_to_tensor
@@ -218,18 +219,6 @@ def pipeline_profile(encoder: Encoder, paths: list[Path]) -> str:
 
 
 # search -----------------------------------------------------------------------
-def clustered_vectors(count: int, centres: np.ndarray, rng: np.random.Generator, spread: float = 0.6) -> np.ndarray:
-    """Unit vectors scattered around random centres, in chunks (a stand-in for image descriptors)."""
-    out = np.empty((count, centres.shape[1]), dtype=np.float32)
-    for start in range(0, count, 100_000):
-        stop = min(start + 100_000, count)
-        chosen = centres[rng.integers(0, len(centres), stop - start)]
-        noise = rng.standard_normal((stop - start, centres.shape[1]), dtype=np.float32) * (spread / np.sqrt(centres.shape[1]))
-        block = chosen + noise
-        out[start:stop] = block / np.linalg.norm(block, axis=1, keepdims=True)
-    return out
-
-
 def index_bytes(index: VectorIndex) -> int:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "index.faiss"
