@@ -26,6 +26,7 @@ import numpy as np
 
 from cbir.collection.errors import CollectionError
 from cbir.collection.readonly import connect_read_only
+from cbir.collection.vector_store import ItemFilter
 from cbir.core.items import Item
 from cbir.pipelines.sources import Stamp
 
@@ -270,18 +271,12 @@ class Catalog:
             return self.connection.execute("SELECT COUNT(*) FROM items").fetchone()[0]
         return self.connection.execute("SELECT COUNT(*) FROM items WHERE space = ?", (space,)).fetchone()[0]
 
-    def items_matching(self, kinds: Iterable[str] | None = None, label: str | None = None) -> set[int]:
-        """Ids of items of the given kinds and carrying ``label``."""
-        clauses, params = [], []
-        kinds = list(kinds or [])
-        if kinds:
-            clauses.append(f"kind IN ({','.join('?' * len(kinds))})")
-            params += kinds
-        if label is not None:
-            clauses.append("EXISTS (SELECT 1 FROM json_each(items.labels) WHERE json_each.value = ?)")
-            params.append(label)
-        where = " WHERE " + " AND ".join(clauses) if clauses else ""
-        return {row[0] for row in self.connection.execute(f"SELECT id FROM items{where}", params)}
+    def items_matching(
+        self, kinds: Iterable[str] | None = None, label: str | None = None, time_span: tuple[float, float] | None = None
+    ) -> set[int]:
+        """Ids of items of the given kinds, carrying ``label``, overlapping ``time_span``."""
+        where, params = ItemFilter.of(list(kinds or []), label, time_span).sql()
+        return {row[0] for row in self.connection.execute(f"SELECT id FROM items WHERE {where}", params)}
 
 
 class _Transaction:

@@ -663,8 +663,7 @@ class Collection:
         else:
             allowed = None
             if item_filter:
-                where, params = item_filter.sql()
-                allowed = np.array([row[0] for row in self.catalog.connection.execute(f"SELECT id FROM items WHERE {where}", params)], dtype=np.int64)
+                allowed = np.fromiter(self.catalog.items_matching(kinds, label, time_span), dtype=np.int64)
                 if not len(allowed):
                     return [[] for _ in range(len(vectors))]
             scores, ids = index.search(queries, k, allowed)

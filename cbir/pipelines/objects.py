@@ -1,9 +1,10 @@
 """Objects: a photo becomes its whole-image item plus one ``region`` item per detected object, all in
 the ``image`` space, so a crop, a region and a whole photo are compared alike.
 
-Workers read, hash and decode each photo once: the pixels the whole-image
-descriptor needs (as the image pipeline makes them) and a working copy, at
-most ``WORKING_SIDE`` pixels long, for the detector and the crops. The main
+Workers read and hash each photo once and decode it twice: the pixels the
+whole-image descriptor needs (exactly as the image pipeline makes them, from a
+draft-scaled decode) and a working copy, at most ``WORKING_SIDE`` pixels long,
+for the detector and the crops. The main
 process detects the objects of a batch together, encodes the whole images
 and re-encodes each object's crop (the default chosen in
 bench/results/objects.md). A photo with no object stays an image item.

@@ -59,6 +59,12 @@ def item_details(item: Item) -> ItemDetails:
     )
 
 
+def check_k(service: CollectionService, k: int) -> None:
+    """Refuse more results than the server's ``max_k``."""
+    if k > service.settings.max_k:
+        raise ApiError(422, f"k is {k}; this server returns at most {service.settings.max_k} results")
+
+
 def _timing(**seconds: float) -> str:
     return ", ".join(f"{name};dur={value * 1000:.1f}" for name, value in seconds.items())
 
@@ -81,8 +87,7 @@ def search(
 ) -> dict:
     """Returns the same JSON as ``cbir search --json``."""
     settings = service.settings
-    if k > settings.max_k:
-        raise ApiError(422, f"k is {k}; this server returns at most {settings.max_k} results")
+    check_k(service, k)
     if (image is None) == (item_id is None):
         raise ApiError(422, "send either an image file in the 'image' field or an 'item_id', not both or neither")
     kinds = [value for value in kind or [] if value] or None

@@ -10,7 +10,7 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 
 from cbir.detectors import Detector, load_detector
 from cbir.server.errors import ApiError
-from cbir.server.routes import Service
+from cbir.server.routes import Service, check_k
 from cbir.server.uploads import Upload, read_upload
 
 router = APIRouter(prefix="/objects", tags=["objects"])
@@ -33,11 +33,6 @@ def _upload(service: Service, image: UploadFile) -> Upload:
     settings = service.settings
     with service.decoding():
         return read_upload(image.file.read(), image.filename, settings.max_upload_bytes, settings.max_pixels)
-
-
-def _check_k(service: Service, k: int) -> None:
-    if k > service.settings.max_k:
-        raise ApiError(422, f"k is {k}; this server returns at most {service.settings.max_k} results")
 
 
 @router.post("/detect", summary="The objects the collection's detector finds in an uploaded picture")
@@ -63,7 +58,7 @@ def search_part(
     from cbir.encoders.regions import crop_box
     from cbir.search.objects import ITEMS_PER_PHOTO, REGION_KIND, check_box, group_by_photo
 
-    _check_k(service, k)
+    check_k(service, k)
     upload = _upload(service, image)
     try:
         values = [float(part) for part in box.split(",")]
@@ -93,7 +88,7 @@ def every_object(
     """The same JSON as ``cbir search --label CLASS --json``."""
     from cbir.search.objects import labelled_photos
 
-    _check_k(service, k)
+    check_k(service, k)
     if not label:
         raise ApiError(422, "choose a class to list its objects")
     with service.reading() as collection:

@@ -12,7 +12,6 @@ import tempfile
 from pathlib import Path as FilePath
 from typing import Annotated
 
-import numpy as np
 from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
 from PIL import Image
 
@@ -23,8 +22,7 @@ from cbir.pipelines.video import DEFAULT_RATE, FRAME_KIND, SHOT_KIND, describe_v
 from cbir.search.video import find_clip, frame_hits_wanted, moments_from_hits
 from cbir.search.video_strips import segment_times, spread
 from cbir.server.errors import ApiError
-from cbir.server.routes import ERRORS, ItemId, Service
-from cbir.server.service import CollectionService
+from cbir.server.routes import ERRORS, ItemId, Service, check_k
 from cbir.server.uploads import read_upload, safe_stem
 
 MAX_CLIP_SECONDS = 300.0
@@ -47,8 +45,7 @@ def search_moments(
     k: Annotated[int, Form(ge=1, description="Number of moments.")] = 10,
 ) -> dict:
     settings = service.settings
-    if k > settings.max_k:
-        raise ApiError(422, f"k is {k}; this server returns at most {settings.max_k} results")
+    check_k(service, k)
     with service.decoding():
         upload = read_upload(
             image.file.read(), image.filename, settings.max_upload_bytes, settings.max_pixels, service.encoder.spec.image_size
@@ -58,25 +55,13 @@ def search_moments(
     return {"query": upload.filename, "moments": [_links(moment.to_dict(), spread(moment.frames, STRIP_FRAMES)) for moment in moments]}
 
 
-class _ServiceEncoder:
-    """The server's encoder, one picture at a time through its queue, for a query clip's frames."""
-
-    def __init__(self, service: CollectionService):
-        self.service = service
-
-    def encode_images(self, images: list[Image.Image]) -> np.ndarray:
-        return np.stack([self.service.encode(image) for image in images])
-
-
 @router.post("/video/clip", responses=ERRORS, summary="The collection's videos that hold an uploaded clip, with the aligned segments")
 def search_clip(
     service: Service,
     clip: Annotated[UploadFile, File(description="The query clip (a short video file).")],
     k: Annotated[int, Form(ge=1, description="Number of videos.")] = 10,
 ) -> dict:
-    settings = service.settings
-    if k > settings.max_k:
-        raise ApiError(422, f"k is {k}; this server returns at most {settings.max_k} results")
+    check_k(service, k)
     data = clip.file.read()
     if not data:
         raise ApiError(422, "the uploaded clip is empty")
@@ -91,7 +76,7 @@ def search_clip(
                 raise ApiError(413, f"the clip lasts {duration:.0f} s; this server searches with clips of at most {MAX_CLIP_SECONDS:.0f} s")
             with service.decoding():
                 sampling = Sampling(rate=DEFAULT_RATE, short_side=service.encoder.spec.image_size)
-                described = describe_video(path, _ServiceEncoder(service), sampling, batch_size=CLIP_BATCH)
+                described = describe_video(path, service, sampling, batch_size=CLIP_BATCH)
         except VideoError as error:
             raise ApiError(415, f"the clip is not a video this server can read: {error.reason}") from None
     with service.reading() as store:

@@ -125,6 +125,10 @@ class CollectionService:
         except QueueTimeout:
             raise ApiError(503, BUSY, {"Retry-After": "5"}) from None
 
+    def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """Raw descriptors of the pictures of one request (a query clip's frames), in one turn at the network."""
+        return self._encode_batch(images)
+
     def _encode_batch(self, images: Sequence[Image.Image]) -> np.ndarray:
         with held_within(self._encoding, self.settings.request_wait, BUSY):
             torch.set_num_threads(self._model_threads)
