@@ -69,6 +69,35 @@ def test_a_writer_excludes_readers_and_is_not_starved():
     assert events == ["reader 1 out", "writer in", "writer out", "reader 2 in"]
 
 
+def test_try_read_takes_the_lock_only_when_no_writer_holds_or_waits():
+    lock = ReadWriteLock()
+    with lock.read():
+        held = lock.try_read()  # readers share
+        assert held is not None
+        with held:
+            pass
+    writer_in, release_writer = threading.Event(), threading.Event()
+
+    def writer():
+        with lock.write():
+            writer_in.set()
+            release_writer.wait(5)
+
+    thread = run(writer)
+    assert writer_in.wait(5)
+    assert lock.try_read() is None
+    release_writer.set()
+    thread.join(5)
+    held = lock.try_read()
+    assert held is not None
+    with held:
+        waiting = run(lambda: lock.write().__enter__())  # a writer now waits for this reader
+        time.sleep(0.1)
+        assert lock.try_read() is None  # so new readers queue behind it
+    waiting.join(5)
+    assert not waiting.is_alive()
+
+
 def png(size=(32, 24)) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", size, (1, 2, 3)).save(buffer, "PNG")

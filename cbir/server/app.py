@@ -15,6 +15,7 @@ import cbir
 from cbir.server.errors import install_error_handlers
 from cbir.server.memory import return_freed_memory
 from cbir.server.middleware import BodySizeLimit, HostCheck, SecurityHeaders
+from cbir.server.quick import QuickItemSearch
 from cbir.server.routes import router
 from cbir.server.routes_objects import router as objects_router
 from cbir.server.routes_video import router as video_router
@@ -82,6 +83,7 @@ def create_app(
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
+    app.add_middleware(QuickItemSearch)
     app.add_middleware(BodySizeLimit, upload_limit=settings.max_upload_bytes)
     app.add_middleware(SecurityHeaders)
     if settings.cors_origins:

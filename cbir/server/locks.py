@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import Iterator
+from typing import Callable, Iterator
 
 
 class ReadWriteLock:
@@ -28,10 +28,21 @@ class ReadWriteLock:
         try:
             yield
         finally:
-            with self._condition:
-                self._readers -= 1
-                if self._readers == 0:
-                    self._condition.notify_all()
+            self._release_read()
+
+    def try_read(self) -> contextlib.AbstractContextManager[None] | None:
+        """The shared lock if it can be had without waiting (no change running or waiting), else ``None``."""
+        with self._condition:
+            if self._writing or self._writers_waiting:
+                return None
+            self._readers += 1
+        return _Held(self._release_read)
+
+    def _release_read(self) -> None:
+        with self._condition:
+            self._readers -= 1
+            if self._readers == 0:
+                self._condition.notify_all()
 
     @contextlib.contextmanager
     def write(self) -> Iterator[None]:
@@ -49,6 +60,19 @@ class ReadWriteLock:
             with self._condition:
                 self._writing = False
                 self._condition.notify_all()
+
+
+class _Held:
+    """A lock already taken, released when the ``with`` block ends."""
+
+    def __init__(self, release: Callable[[], None]):
+        self._release = release
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._release()
 
 
 @contextlib.contextmanager

@@ -10,9 +10,11 @@ from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, Response, UploadFile
-from fastapi.responses import RedirectResponse, StreamingResponse
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, RedirectResponse, StreamingResponse
 
 from cbir.collection.catalog import Item
+from cbir.collection.collection import SearchResult
 from cbir.io.images import ImageLoadError
 from cbir.server.auth import require_token
 from cbir.server.errors import ApiError
@@ -23,6 +25,7 @@ from cbir.server.thumbnails import upright_size
 from cbir.server.uploads import read_upload
 
 MAX_ITEM_ID = 2**63 - 1
+DEFAULT_K = 10
 ItemId = Annotated[int, Path(ge=1, le=MAX_ITEM_ID, description="An item id, as search results give it.")]
 ERRORS = {status: {"model": ErrorResponse} for status in (404, 413, 415, 422)}
 WRITE_ERRORS = {status: {"model": ErrorResponse} for status in (401, 403, 404, 409, 413, 415, 422, 503)}
@@ -31,8 +34,9 @@ WRITE_ERRORS = {status: {"model": ErrorResponse} for status in (401, 403, 404, 4
 router = APIRouter()
 
 
-def get_service(request: Request) -> CollectionService:
-    """The app's collection service (for endpoints and for routers added later)."""
+async def get_service(request: Request) -> CollectionService:
+    """The app's collection service (for endpoints and for routers added later); async, so that fetching it
+    costs no trip through the thread pool."""
     return request.app.state.service
 
 
@@ -76,27 +80,37 @@ def _timing(**seconds: float) -> str:
     responses=ERRORS,
     summary="Find the items most similar to an uploaded image or to a stored item",
 )
-def search(
+async def search(
     service: Service,
-    response: Response,
     image: Annotated[UploadFile | None, File(description="The query picture.")] = None,
     item_id: Annotated[int | None, Form(ge=1, le=MAX_ITEM_ID, description="Search with a stored item instead.")] = None,
-    k: Annotated[int, Form(ge=1, description="Number of results.")] = 10,
+    k: Annotated[int, Form(ge=1, description="Number of results.")] = DEFAULT_K,
     kind: Annotated[list[str] | None, Form(description="Only items of these kinds (repeatable).")] = None,
     label: Annotated[str | None, Form(max_length=200, description="Only items carrying this label.")] = None,
-) -> dict:
-    """Returns the same JSON as ``cbir search --json``."""
-    settings = service.settings
+) -> Response:
+    """Returns the same JSON as ``cbir search --json``.
+
+    A search by item runs on the event loop when it can start at once and is
+    quick (``CollectionService.search_item_now``), otherwise in the thread
+    pool, as an uploaded picture's decoding, encoding and search always do.
+    """
     check_k(service, k)
     if (image is None) == (item_id is None):
         raise ApiError(422, "send either an image file in the 'image' field or an 'item_id', not both or neither")
     kinds = [value for value in kind or [] if value] or None
     label = label or None
+    if item_id is None:
+        return await run_in_threadpool(_search_image, service, image, k, kinds, label)
     started = time.perf_counter()
-    if item_id is not None:
-        results = service.search_item(item_id, k, kinds, label)
-        response.headers["Server-Timing"] = _timing(search=time.perf_counter() - started)
-        return {"query": f"item:{item_id}", "results": [hit.to_dict() for hit in results]}
+    results = service.search_item_now(item_id, k, kinds, label)
+    if results is None:
+        results = await run_in_threadpool(service.search_item, item_id, k, kinds, label)
+    return search_response(f"item:{item_id}", results, search=time.perf_counter() - started)
+
+
+def _search_image(service: CollectionService, image: UploadFile, k: int, kinds: list[str] | None, label: str | None) -> Response:
+    settings = service.settings
+    started = time.perf_counter()
     with service.decoding():
         upload = read_upload(
             image.file.read(), image.filename, settings.max_upload_bytes, settings.max_pixels, service.encoder.spec.image_size
@@ -105,10 +119,15 @@ def search(
     vector = service.encode(upload.image)
     encoded = time.perf_counter()
     results = service.search_vector(vector, k, kinds, label)
-    response.headers["Server-Timing"] = _timing(
-        decode=decoded - started, encode=encoded - decoded, search=time.perf_counter() - encoded
+    return search_response(
+        upload.filename, results, decode=decoded - started, encode=encoded - decoded, search=time.perf_counter() - encoded
     )
-    return {"query": upload.filename, "results": [hit.to_dict() for hit in results]}
+
+
+def search_response(query: str, results: list[SearchResult], **seconds: float) -> JSONResponse:
+    """The answer of ``POST /search``, built here (``SearchResult.to_dict`` is ``SearchResponse``'s shape), with
+    the time each step took in a ``Server-Timing`` header."""
+    return JSONResponse({"query": query, "results": [hit.to_dict() for hit in results]}, headers={"Server-Timing": _timing(**seconds)})
 
 
 @router.get("/items/{item_id}", response_model=ItemDetails, responses=ERRORS, summary="One item of the collection")

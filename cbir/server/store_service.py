@@ -111,6 +111,10 @@ class StoreService:
         space, item = self._find(item_id, with_vectors=True)
         return self.search_vector(item.vector, k, kinds, label, space)
 
+    def search_item_now(self, item_id: int, k: int, kinds: Sequence[str] | None = None, label: str | None = None) -> None:
+        """Never: Milvus answers over the network, so searches stay off the event loop."""
+        return None
+
     def item(self, item_id: int) -> Item:
         return self._find(item_id)[1]
 
