@@ -38,7 +38,7 @@ def test_concurrent_queries_share_passes_and_get_their_own_descriptors(tmp_path)
 def test_a_picture_waits_no_longer_than_allowed_and_a_failure_reaches_its_whole_batch():
     release, started = threading.Event(), threading.Event()
 
-    def slow_then_failing(images):
+    def slow_then_failing(images, threads):
         started.set()
         release.wait(10)
         if any(image == "bad" for image in images):
@@ -59,3 +59,26 @@ def test_a_picture_waits_no_longer_than_allowed_and_a_failure_reaches_its_whole_
                 future.result(10)
     assert queue.passes == 2 and queue.encoded == 3
     assert queue.encode("again", 1)[0] == 5.0
+
+
+def test_passes_side_by_side_share_the_cores():
+    seen: list[int] = []
+    first_running, release = threading.Event(), threading.Event()
+
+    def record(images, threads):
+        seen.append(threads)
+        if images[0] == "first":
+            first_running.set()
+            release.wait(10)
+        return np.zeros((len(images), 1))
+
+    queue = EncodingQueue(record, max_batch=4, workers=2, threads=2)
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(queue.encode, "first", 10)
+        assert first_running.wait(10)
+        queue.encode("second", 10)  # the other worker runs it while the first pass goes on
+        release.set()
+        first.result(10)
+    queue.encode("alone", 10)
+    queue.close()
+    assert seen == [2, 1, 2]  # alone: every thread; beside another pass: its share

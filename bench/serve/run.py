@@ -1,19 +1,22 @@
 """Load benchmark of ``cbir serve``: concurrent searches on 127.0.0.1, requests/s and latency percentiles.
 
-    PYTHONPATH=$PWD python bench/serve/run.py [--images DIR] [--seconds 10] [--clients 1 8 32] [--large 100000]
+    PYTHONPATH=$PWD python bench/serve/run.py [--images DIR] [--seconds 5] [--clients 1 8] [--rounds 3] [--large 100000]
 
 Indexes the images (default: ../shared/data/corel1k) into a collection under
---work (once), measures the server's search service without HTTP as the baseline,
-starts ``cbir serve`` on a free loopback port, and fires searches from 1, 8
-and 32 concurrent clients for a bounded time each: uploads of collection
-images ("image": decode + encode + search) and searches by item id ("item":
-no encoding). Every answer is checked: HTTP 200 and the query itself ranked
-first, or it counts as a failure. Then, in alternating rounds (median kept):
+--work (once) and starts ``cbir serve`` on a free loopback port. In each of
+--rounds rounds it measures the server's search service without HTTP (the
+baseline, in a separate process kept for the rounds) and then fires searches
+from each number of concurrent clients for a bounded time: uploads of
+collection images ("image": decode + encode + search) and searches by item id
+("item": no encoding); medians over the rounds are kept. Every answer is
+checked: HTTP 200 and the query itself ranked first, or it counts as a
+failure. The load comes from a lean keep-alive client (``bench/serve/client.py``);
+httpx is measured once beside it. Then, in alternating rounds (median kept):
 the HTTP implementation (h11 on asyncio against httptools on uvloop) for
-searches by item, and image searches from 8 clients with and without batching
-their pictures into shared forward passes; and searches by item on a
-collection of --large items (the indexed photos plus synthetic descriptors).
-Writes bench/results/serve.md.
+searches by item, image searches with their pictures batched into shared
+forward passes or one per pass; and searches by item on a collection of
+--large items (the indexed photos plus synthetic descriptors), baseline and
+server taking turns. Writes bench/results/serve.md.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import json
 import multiprocessing
 import os
 import shlex
@@ -38,6 +42,7 @@ import httpx
 import numpy as np
 
 from bench.common import default_data, machine_summary
+from bench.serve.client import Connection, form_request, upload_request
 from cbir.collection.catalog import Item
 from cbir.collection.collection import Collection
 from cbir.collection.vector_index import LARGE_COLLECTION_INDEX
@@ -52,6 +57,7 @@ LOOPBACK = "127.0.0.1"
 QUERY_COUNT = 40
 START_TIMEOUT_S = 300
 LARGE_INDEX = LARGE_COLLECTION_INDEX
+BATCHES = {"batched (8)": 8, "batched (4)": 4, "one per pass (1)": 1}  # max_query_batch of the compared servers
 # A server with chosen settings, for the comparisons: path, port, HTTP implementation, event loop, query batch.
 LAUNCHER = """
 import sys, uvicorn
@@ -89,6 +95,24 @@ class LoadResult:
         return float(np.percentile(self.latencies, q) * 1000) if self.latencies else float("nan")
 
 
+@dataclass
+class Shot:
+    """One (mode, clients) measured in every round, each beside that round's in-process baseline."""
+
+    mode: str
+    clients: int
+    results: list[LoadResult] = field(default_factory=list)
+    baselines: list[float] = field(default_factory=list)
+
+    def median(self, value) -> float:
+        return statistics.median(value(result) for result in self.results)
+
+    @property
+    def ratio(self) -> float:
+        """Median over the rounds of requests/s divided by the same round's in-process searches/s."""
+        return statistics.median(rate(result) / baseline for result, baseline in zip(self.results, self.baselines))
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind((LOOPBACK, 0))
@@ -115,22 +139,37 @@ def prepare(images: Path, work: Path) -> tuple[Path, list[Query]]:
     return path, queries
 
 
-def in_process_baseline(path: Path, queries: list[Query], seconds: float, modes: tuple[str, ...] = ("image", "item", "item, default threads")) -> dict[str, float]:
-    """Searches per second through the server's ``CollectionService`` without HTTP, one at a time.
+class InProcess:
+    """The server's own ``CollectionService`` in a fresh process, kept for the rounds: searches/s without HTTP.
 
-    Runs in a fresh process, in a worker thread as the server's endpoints do:
-    "image" and "item" as the server is set up (FAISS on one thread per
-    search), "item, default threads" with FAISS's default OpenMP threads.
+    Called from one worker thread, one query at a time, as the server's
+    endpoints run: "image" and "item" as the server is set up (FAISS on one
+    thread per search), "item, default threads" with FAISS's default OpenMP threads.
     """
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(1) as pool:
-        return pool.apply(_measure_in_process, (path, queries, seconds, modes))
+
+    def __init__(self, path: Path):
+        self.pool = multiprocessing.get_context("spawn").Pool(1, initializer=_open_service, initargs=(path,))
+
+    def measure(self, queries: list[Query], seconds: float, modes: tuple[str, ...]) -> dict[str, float]:
+        return self.pool.apply(_measure_in_process, (queries, seconds, modes))
+
+    def close(self) -> None:
+        self.pool.close()
+        self.pool.join()
 
 
-def _measure_in_process(path: Path, queries: list[Query], seconds: float, modes: tuple[str, ...]) -> dict[str, float]:
+_SERVICE: CollectionService | None = None
+
+
+def _open_service(path: Path) -> None:
+    global _SERVICE
+    _SERVICE = CollectionService(path, ServerSettings(refresh_interval=None))
+
+
+def _measure_in_process(queries: list[Query], seconds: float, modes: tuple[str, ...]) -> dict[str, float]:
     import faiss
 
-    service = CollectionService(path, ServerSettings(refresh_interval=None))
+    service = _SERVICE
     size = service.encoder.spec.image_size
     variants = [
         variant for variant in (("image", "image", 1), ("item", "item", 1), ("item, default threads", "item", faiss.omp_get_max_threads()))
@@ -143,10 +182,10 @@ def _measure_in_process(path: Path, queries: list[Query], seconds: float, modes:
         return service.search_item(query.item_id, k=10)
 
     def measure() -> dict[str, float]:
-        search(queries[0], variants[0][1])
         rates = {}
         for label, mode, threads in variants:
             service.settings = dataclasses.replace(service.settings, search_threads=threads)
+            search(queries[0], mode)
             done, started = 0, time.perf_counter()
             while time.perf_counter() - started < seconds:
                 query = queries[done % len(queries)]
@@ -219,8 +258,53 @@ def large_collection(path: Path, queries: list[Query], work: Path, count: int) -
     return target, moved
 
 
-async def fire(base: str, mode: str, clients: int, seconds: float, queries: list[Query]) -> LoadResult:
-    """``clients`` loops sending searches back to back until ``seconds`` have passed."""
+
+def _problem(status: int, body: bytes, query: Query) -> str | None:
+    if status != 200:
+        return f"HTTP {status}"
+    if json.loads(body)["results"][0]["item_id"] != query.item_id:
+        return "wrong first result"
+    return None
+
+
+async def fire(port: int, mode: str, clients: int, seconds: float, queries: list[Query], client: str = "lean") -> LoadResult:
+    """``clients`` loops, each on its own keep-alive connection, sending searches back to back until
+    ``seconds`` have passed; ``client``: the lean client or httpx."""
+    if client == "httpx":
+        return await _fire_httpx(f"http://{LOOPBACK}:{port}", mode, clients, seconds, queries)
+    requests = [
+        upload_request(LOOPBACK, port, "/search", "image", query.name, query.data, {"k": 10}) if mode == "image"
+        else form_request(LOOPBACK, port, "/search", {"item_id": query.item_id, "k": 10})
+        for query in queries
+    ]
+    result = LoadResult(mode, clients, 0.0)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+
+    async def worker(number: int) -> None:
+        connection = Connection(LOOPBACK, port)
+        turn = number
+        while loop.time() < deadline:
+            query = queries[turn % len(queries)]
+            started = time.perf_counter()
+            try:
+                problem = _problem(*await connection.send(requests[turn % len(queries)]), query)
+            except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as error:
+                problem = type(error).__name__
+            if problem is None:
+                result.latencies.append(time.perf_counter() - started)
+            else:
+                result.failures[problem] += 1
+            turn += clients
+        connection.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(number) for number in range(clients)))
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+async def _fire_httpx(base: str, mode: str, clients: int, seconds: float, queries: list[Query]) -> LoadResult:
     result = LoadResult(mode, clients, 0.0)
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=base, timeout=120, limits=limits) as client:
@@ -232,11 +316,7 @@ async def fire(base: str, mode: str, clients: int, seconds: float, queries: list
                 response = await client.post("/search", files={"image": (query.name, query.data)}, data={"k": 10})
             else:
                 response = await client.post("/search", data={"item_id": query.item_id, "k": 10})
-            if response.status_code != 200:
-                return f"HTTP {response.status_code}"
-            if response.json()["results"][0]["item_id"] != query.item_id:
-                return "wrong first result"
-            return None
+            return _problem(response.status_code, response.content, query)
 
         async def worker(number: int) -> None:
             turn = number
@@ -262,14 +342,41 @@ def rate(result: LoadResult) -> float:
     return len(result.latencies) / result.seconds
 
 
-def alternating(servers: dict[str, str], shots: list[tuple[str, str, int]], seconds: float, rounds: int, queries: list[Query]) -> dict:
+def measure(port: int, mode: str, clients: int, seconds: float, queries: list[Query], client: str = "lean") -> LoadResult:
+    """One shot after a short warm-up that is not counted."""
+    asyncio.run(fire(port, mode, clients, min(1.0, seconds / 4), queries, client))
+    return asyncio.run(fire(port, mode, clients, seconds, queries, client))
+
+
+def rounds_beside_baseline(port: int, baseline: InProcess, shots: list[tuple[str, int]], seconds: float, rounds: int,
+                           queries: list[Query], modes: tuple[str, ...]) -> tuple[list[Shot], dict[str, float]]:
+    """Each round: the in-process baseline of ``modes``, then every shot on the server; the shots with the
+    baseline of their round, and the median baseline of each mode."""
+    found = [Shot(mode, clients) for mode, clients in shots]
+    measured: dict[str, list[float]] = {}
+    for number in range(rounds):
+        rates = baseline.measure(queries, seconds, modes)
+        for mode, value in rates.items():
+            measured.setdefault(mode, []).append(value)
+        for shot in found:
+            shot.results.append(measure(port, shot.mode, shot.clients, seconds, queries))
+            shot.baselines.append(rates[shot.mode])
+            last = shot.results[-1]
+            console.print(
+                f"round {number + 1}: {shot.mode:5s} {shot.clients:3d} clients: {rate(last):7.1f} req/s "
+                f"(in-process {rates[shot.mode]:.1f}/s), p50 {last.percentile(50):7.1f} ms, p95 {last.percentile(95):7.1f} ms, "
+                f"failed {sum(last.failures.values())}"
+            )
+    return found, {mode: statistics.median(values) for mode, values in measured.items()}
+
+
+def alternating(servers: dict[str, int], shots: list[tuple[str, str, int]], seconds: float, rounds: int, queries: list[Query]) -> dict:
     """Median requests/s and p95 ms of each (server, shot) over ``rounds``, the servers taking turns in each round."""
     found: dict[tuple[str, str], list[LoadResult]] = {}
     for _ in range(rounds):
         for label, mode, clients in shots:
-            for name, base in servers.items():
-                asyncio.run(fire(base, mode, clients, 0.5, queries))  # warm-up, not counted
-                found.setdefault((name, label), []).append(asyncio.run(fire(base, mode, clients, seconds, queries)))
+            for name, port in servers.items():
+                found.setdefault((name, label), []).append(measure(port, mode, clients, seconds, queries))
     return {
         key: {
             "rate": statistics.median(rate(result) for result in results),
@@ -280,86 +387,100 @@ def alternating(servers: dict[str, str], shots: list[tuple[str, str, int]], seco
     }
 
 
+def compare_clients(port: int, queries: list[Query], seconds: float) -> dict:
+    """Searches by item at 1 and 8 clients from the lean client and from httpx, once each."""
+    found = {}
+    for clients in (1, 8):
+        for client in ("lean", "httpx"):
+            result = measure(port, "item", clients, seconds, queries, client)
+            found[client, clients] = {"rate": rate(result), "p95": result.percentile(95), "failed": sum(result.failures.values())}
+    return found
+
+
 def compare_http(path: Path, queries: list[Query], seconds: float, rounds: int) -> dict:
     """Searches by item at 1 and 8 clients: uvicorn on h11 + asyncio against httptools + uvloop."""
     stacks = {"h11, asyncio": ("h11", "asyncio"), "httptools, uvloop": ("httptools", "uvloop")}
     ports = {name: free_port() for name in stacks}
     servers = {name: start_server(path, ports[name], *stack) for name, stack in stacks.items()}
     try:
-        return alternating({name: f"http://{LOOPBACK}:{ports[name]}" for name in stacks},
-                           [("1 client", "item", 1), ("8 clients", "item", 8)], seconds, rounds, queries)
+        return alternating(ports, [("1 client", "item", 1), ("8 clients", "item", 8)], seconds, rounds, queries)
     finally:
         stop(*servers.values())
 
 
 def compare_batching(path: Path, queries: list[Query], seconds: float, rounds: int) -> dict:
-    """Image searches at 8 clients with query pictures batched (up to 8 per pass) and not (1), and at 1 client."""
-    batches = {"batched (8)": 8, "one per pass (1)": 1}
-    ports = {name: free_port() for name in batches}
-    servers = {name: start_server(path, ports[name], "auto", "auto", batch) for name, batch in batches.items()}
+    """Image searches at 1 and 8 clients with query pictures batched (up to 8 or 4 per pass) and not (1)."""
+    ports = {name: free_port() for name in BATCHES}
+    servers = {name: start_server(path, ports[name], "auto", "auto", batch) for name, batch in BATCHES.items()}
     try:
-        return alternating({name: f"http://{LOOPBACK}:{ports[name]}" for name in batches},
-                           [("1 client", "image", 1), ("8 clients", "image", 8)], seconds, rounds, queries)
+        return alternating(ports, [("1 client", "image", 1), ("8 clients", "image", 8)], seconds, rounds, queries)
     finally:
         stop(*servers.values())
 
 
-def load_table(results: list[LoadResult], baseline: dict[str, float]) -> list[str]:
+def load_table(shots: list[Shot]) -> list[str]:
     lines = [
         "| mode | clients | requests | requests/s | p50 ms | p95 ms | p99 ms | failed | vs in-process |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for result in results:
-        failed = sum(result.failures.values())
-        details = f" ({', '.join(f'{k}: {v}' for k, v in result.failures.items())})" if failed else ""
+    for shot in shots:
+        failures = sum((result.failures for result in shot.results), Counter())
+        failed = sum(failures.values())
+        details = f" ({', '.join(f'{k}: {v}' for k, v in failures.items())})" if failed else ""
         lines.append(
-            f"| {result.mode} | {result.clients} | {result.requests} | {rate(result):.1f} | {result.percentile(50):.1f} | "
-            f"{result.percentile(95):.1f} | {result.percentile(99):.1f} | {failed}{details} | {rate(result) / baseline[result.mode]:.2f} |"
+            f"| {shot.mode} | {shot.clients} | {sum(result.requests for result in shot.results)} | {shot.median(rate):.1f} | "
+            f"{shot.median(lambda r: r.percentile(50)):.1f} | {shot.median(lambda r: r.percentile(95)):.1f} | "
+            f"{shot.median(lambda r: r.percentile(99)):.1f} | {failed}{details} | {shot.ratio:.2f} |"
         )
     return lines
 
 
-def comparison_table(found: dict, rows: list[str], columns: list[str]) -> list[str]:
-    lines = ["| server | shot | requests/s | p95 ms | failed |", "| --- | --- | ---: | ---: | ---: |"]
+def comparison_table(found: dict, rows: list[str], columns: list, heading: str = "server") -> list[str]:
+    lines = [f"| {heading} | shot | requests/s | p95 ms | failed |", "| --- | --- | ---: | ---: | ---: |"]
     for row in rows:
         for column in columns:
             cell = found[row, column]
-            lines.append(f"| {row} | {column} | {cell['rate']:.1f} | {cell['p95']:.1f} | {cell['failed']} |")
+            shot = column if isinstance(column, str) else f"{column} client{'s' if column > 1 else ''}"
+            lines.append(f"| {row} | {shot} | {cell['rate']:.1f} | {cell['p95']:.1f} | {cell['failed']} |")
     return lines
 
 
-def write_report(out: Path, command: str, info: dict, baseline: dict[str, float], results: list[LoadResult], loads: list[float],
-                 http: dict, batching: dict, large: tuple[int, dict[str, float], list[LoadResult]] | None, rounds: int) -> None:
+def write_report(out: Path, command: str, info: dict, shots: list[Shot], baseline: dict[str, float], loads: list[tuple[str, float]],
+                 clients: dict, http: dict, batching: dict, large: tuple[int, list[Shot], float] | None, rounds: int) -> None:
     encoder = info["encoder"]
-    by = {(result.mode, result.clients): result for result in results}
+    by = {(shot.mode, shot.clients): shot for shot in shots}
     summary = []
-    for clients in (1, 8):
-        if ("item", clients) in by:
-            summary.append(f"- searches by item over HTTP / in-process, {clients} client{'s' if clients > 1 else ''}: "
-                           f"**{rate(by['item', clients]) / baseline['item']:.2f}**")
+    for count in (1, 8):
+        if ("item", count) in by:
+            summary.append(f"- searches by item over HTTP / in-process, {count} client{'s' if count > 1 else ''}: **{by['item', count].ratio:.2f}**")
+    if ("image", 1) in by and ("image", 8) in by:
+        summary.append(
+            f"- image searches at 8 clients / at 1 client (serial), `cbir serve` as shipped: "
+            f"**{by['image', 8].median(rate) / by['image', 1].median(rate):.2f}x**"
+        )
+    if large is not None:
+        count, large_shots, _ = large
+        found = {shot.clients: shot for shot in large_shots}
+        if 8 in found:
+            summary.append(f"- searches by item on {count:,} items at 8 clients: p95 **{found[8].median(lambda r: r.percentile(95)):.1f} ms**, "
+                           f"{found[8].ratio:.2f} of the in-process rate")
     summary += [
+        "- image searches at 8 clients / at 1 client, alternating servers: "
+        + ", ".join(f"{name} **{batching[name, '8 clients']['rate'] / batching[name, '1 client']['rate']:.2f}x**" for name in BATCHES),
         f"- httptools + uvloop / h11 + asyncio, searches by item: "
         f"**{http['httptools, uvloop', '1 client']['rate'] / http['h11, asyncio', '1 client']['rate']:.2f}x** at 1 client, "
         f"**{http['httptools, uvloop', '8 clients']['rate'] / http['h11, asyncio', '8 clients']['rate']:.2f}x** at 8",
-        f"- image searches at 8 clients / at 1 client (serial), pictures batched: "
-        f"**{batching['batched (8)', '8 clients']['rate'] / batching['batched (8)', '1 client']['rate']:.2f}x**; "
-        f"batched / one picture per pass at 8 clients: "
-        f"**{batching['batched (8)', '8 clients']['rate'] / batching['one per pass (1)', '8 clients']['rate']:.2f}x**",
+        f"- the load generator, lean client / httpx, searches by item: **{clients['lean', 1]['rate'] / clients['httpx', 1]['rate']:.2f}x** "
+        f"the requests/s at 1 client, **{clients['lean', 8]['rate'] / clients['httpx', 8]['rate']:.2f}x** at 8",
     ]
-    if large is not None:
-        count, large_baseline, large_results = large
-        found = {result.clients: result for result in large_results}
-        if 8 in found:
-            summary.append(f"- searches by item on {count:,} items at 8 clients: p95 **{found[8].percentile(95):.1f} ms**, "
-                           f"{rate(found[8]) / large_baseline['item']:.2f} of the in-process rate")
     lines = [
         "# Search server under load",
         "",
         f"Command: `{command}`",
         "",
         f"Machine: {machine_summary(('faiss-cpu', 'httpx', 'uvicorn', 'httptools', 'uvloop'))}.",
-        f"Load average (1 min) at the start, between parts and at the end: {' / '.join(f'{load:.2f}' for load in loads)} "
-        "(other jobs share this machine: absolute rates are noisy, ratios measured in one run less so).",
+        "Load average (1 min) at the start and after each part: " + ", ".join(f"{value:.2f} ({part})" for part, value in loads)
+        + " (other jobs share this machine: absolute rates are noisy; each ratio compares figures measured side by side).",
         "",
         "## Ratios",
         "",
@@ -369,19 +490,30 @@ def write_report(out: Path, command: str, info: dict, baseline: dict[str, float]
         "",
         f"Collection: {info['items']} items, {encoder['backbone']} / {encoder['pooling']} / {encoder['image_size']} px, "
         f"index {info['spaces']['image']['index']}, {info['spaces']['image']['dim']}-d. Server: `cbir serve` on "
-        f"{LOOPBACK}, one process; the load generator (httpx, asyncio) runs on the same machine and shares its cores.",
+        f"{LOOPBACK}, one process. The load generator runs on the same machine and shares its cores: a lean keep-alive "
+        "HTTP/1.1 client on asyncio, each request encoded before the clock starts (`bench/serve/client.py`; httpx, used "
+        "before, is compared below).",
         "",
         "Modes: **image** uploads a collection JPEG (decode, encode with the CNN, search); **item** searches by item id "
         "(stored vector, no encoding). k = 10. A request counts as failed unless it answers 200 with the query's own "
         "item ranked first.",
         "",
-        "Baseline, same run: the server's own `CollectionService` in a fresh process, called from one worker thread, "
-        "one query at a time, no HTTP: "
+        f"{rounds} rounds; in each, the baseline and then every row. Baseline: the server's own `CollectionService` in a "
+        "separate process, called from one worker thread, one query at a time, no HTTP; medians over the rounds: "
         + ", ".join(f"{mode} {value:.1f} searches/s" for mode, value in baseline.items())
-        + " (the last with FAISS's default OpenMP threads per search instead of one). The last column is the "
-        "server's requests/s divided by the baseline of its mode.",
+        + " (the last with FAISS's default OpenMP threads per search instead of one). Each row gives the median over the "
+        "rounds; the last column is the median of each round's requests/s divided by that round's baseline of its mode; "
+        "requests and failed are totals.",
         "",
-        *load_table(results, baseline),
+        *load_table(shots),
+        "",
+        "## Load generator",
+        "",
+        "Searches by item on the same server, from the lean client and from httpx's `AsyncClient` (one connection per "
+        "client, kept alive), once each: the load generator shares the 2 cores with the server, so a heavier client "
+        "lowers the server's figures.",
+        "",
+        *comparison_table(clients, ["lean", "httpx"], [1, 8], heading="client"),
         "",
         "## HTTP implementation",
         "",
@@ -392,23 +524,23 @@ def write_report(out: Path, command: str, info: dict, baseline: dict[str, float]
         "",
         "## Image searches batched",
         "",
-        "Uploads of collection JPEGs; the server batches the pictures of concurrent requests into shared forward "
-        "passes (`max_query_batch` 8, the default) or runs one per pass (1); both servers up, taking turns; median of "
-        f"{rounds} rounds.",
+        "Uploads of collection JPEGs; the server runs the pictures of concurrent requests together in its next forward "
+        "pass, at most `max_query_batch` of them (8, 4), or one per pass (1); the servers up together, taking turns; "
+        f"median of {rounds} rounds.",
         "",
-        *comparison_table(batching, ["batched (8)", "one per pass (1)"], ["1 client", "8 clients"]),
+        *comparison_table(batching, list(BATCHES), ["1 client", "8 clients"]),
         "",
     ]
     if large is not None:
-        count, large_baseline, large_results = large
+        count, large_shots, large_baseline = large
         lines += [
             f"## Searches by item on {count:,} items",
             "",
             f"The collection's items plus synthetic unit descriptors of the same dimension clustered around 2000 random "
-            f"centres, in a `{LARGE_INDEX}` index at its stored search effort; queries are the real items. In-process "
-            f"baseline, same run: {large_baseline['item']:.1f} searches/s.",
+            f"centres, in a `{LARGE_INDEX}` index at its stored search effort; queries are the real items. {rounds} rounds, "
+            f"baseline and server taking turns as above; in-process baseline (median): {large_baseline:.1f} searches/s.",
             "",
-            *load_table(large_results, large_baseline),
+            *load_table(large_shots),
             "",
         ]
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -419,9 +551,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=Path, default=DEFAULT_IMAGES, help="Images to index and query with.")
     parser.add_argument("--work", type=Path, default=Path("/tmp/cbir-bench-serve"), help="Where the collections are kept.")
-    parser.add_argument("--seconds", type=float, default=10.0, help="Duration of each measurement.")
-    parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32], help="Concurrent clients to try.")
-    parser.add_argument("--rounds", type=int, default=3, help="Alternating rounds of the comparisons (median kept).")
+    parser.add_argument("--seconds", type=float, default=5.0, help="Duration of each measurement.")
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 8], help="Concurrent clients to try.")
+    parser.add_argument("--rounds", type=int, default=3, help="Rounds of every measurement (median kept).")
     parser.add_argument("--large", type=int, default=100_000, help="Items of the large collection (0: skip it).")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "serve.md")
     args = parser.parse_args()
@@ -430,52 +562,46 @@ def main() -> None:
 
     command = "PYTHONPATH=$PWD python bench/serve/run.py " + shlex.join(sys.argv[1:])
     path, queries = prepare(args.images, args.work)
-    loads = [os.getloadavg()[0]]
-    baseline = in_process_baseline(path, queries, args.seconds)
-    console.print("in-process baseline: " + ", ".join(f"{mode} {value:.1f}/s" for mode, value in baseline.items()))
-
+    loads = [("start", os.getloadavg()[0])]
+    baseline = InProcess(path)
     port = free_port()
     server = start_server(path, port)
-    base = f"http://{LOOPBACK}:{port}"
-    results = []
     try:
-        info = httpx.get(f"{base}/info").json()
-        for mode in ("image", "item"):
-            for clients in args.clients:
-                asyncio.run(fire(base, mode, clients, 1.0, queries))  # warm-up, not counted
-                result = asyncio.run(fire(base, mode, clients, args.seconds, queries))
-                results.append(result)
-                console.print(
-                    f"{mode:5s} {clients:3d} clients: {rate(result):7.1f} req/s, "
-                    f"p50 {result.percentile(50):7.1f} ms, p95 {result.percentile(95):7.1f} ms, "
-                    f"failed {sum(result.failures.values())}"
-                )
+        info = httpx.get(f"http://{LOOPBACK}:{port}/info").json()
+        shots, medians = rounds_beside_baseline(
+            port, baseline, [(mode, clients) for mode in ("image", "item") for clients in args.clients], args.seconds,
+            args.rounds, queries, ("image", "item", "item, default threads"),
+        )
+        loads.append(("load", os.getloadavg()[0]))
+        clients = compare_clients(port, queries, args.seconds)
+        console.print(f"clients: {clients}")
+        loads.append(("load generator", os.getloadavg()[0]))
     finally:
         stop(server)
-    loads.append(os.getloadavg()[0])
-    shot = max(2.0, args.seconds / 3)
+        baseline.close()
+    shot = max(2.0, args.seconds / 2)
     http = compare_http(path, queries, shot, args.rounds)
     console.print(f"HTTP implementations: {http}")
+    loads.append(("HTTP implementation", os.getloadavg()[0]))
     batching = compare_batching(path, queries, shot, args.rounds)
     console.print(f"batching: {batching}")
-    loads.append(os.getloadavg()[0])
+    loads.append(("batching", os.getloadavg()[0]))
     large = None
     if args.large:
         large_path, large_queries = large_collection(path, queries, args.work, args.large)
-        large_baseline = in_process_baseline(large_path, large_queries, args.seconds, ("item",))
+        large_baseline = InProcess(large_path)
         port = free_port()
         server = start_server(large_path, port)
         try:
-            large_results = []
-            for clients in (1, 8):
-                asyncio.run(fire(f"http://{LOOPBACK}:{port}", "item", clients, 1.0, large_queries))
-                large_results.append(asyncio.run(fire(f"http://{LOOPBACK}:{port}", "item", clients, args.seconds, large_queries)))
-                console.print(f"large, {clients} clients: {rate(large_results[-1]):.1f} req/s, p95 {large_results[-1].percentile(95):.1f} ms")
+            large_shots, large_medians = rounds_beside_baseline(
+                port, large_baseline, [("item", 1), ("item", 8)], args.seconds, args.rounds, large_queries, ("item",)
+            )
         finally:
             stop(server)
-        large = (args.large, large_baseline, large_results)
-    loads.append(os.getloadavg()[0])
-    write_report(args.out, command, info, baseline, results, loads, http, batching, large, args.rounds)
+            large_baseline.close()
+        large = (args.large, large_shots, large_medians["item"])
+        loads.append((f"{args.large:,} items", os.getloadavg()[0]))
+    write_report(args.out, command, info, shots, medians, loads, clients, http, batching, large, args.rounds)
     console.print(f"written {args.out}")
 
 

@@ -4,15 +4,16 @@ A ``Collection`` holds one SQLite connection, FAISS indexes that are
 replaced when rebuilt, and lazily loaded state, so it is not safe to use from
 many threads as it is. The service puts a readers/writer lock around it:
 searches and look-ups share it, adding and removing items take it alone.
-The encoder runs outside that lock (one forward pass at a time, each using
-every core, the pictures of concurrent requests batched together), so
-encoding a query never holds up other searches. A search by item, a
+The encoder runs outside that lock (the pictures of concurrent requests
+batched together, a pass alone using every core, passes side by side sharing
+them: ``cbir.server.batching``), so encoding a query never holds up other
+searches. A search by item, a
 fraction of a millisecond on most collections, may run on the event loop
 itself (``search_item_now``) when it needs no waiting and searches are quick.
 
 OpenMP thread counts are per calling thread, and torch and FAISS end up
 sharing one OpenMP runtime, so each operation sets its own before running:
-all cores for the CNN, ``settings.search_threads`` for a FAISS search.
+the CNN its share of the cores, ``settings.search_threads`` for a FAISS search.
 
 When another process (``cbir index``) changes the collection, SQLite's
 ``data_version`` moves; the service then opens the collection afresh beside
@@ -94,7 +95,7 @@ class CollectionService:
         self._model_threads = torch.get_num_threads()
         self._lock = ReadWriteLock()
         self._encoding = threading.Lock()
-        self._queries = EncodingQueue(self._encode_batch, self.settings.max_query_batch)
+        self._queries = EncodingQueue(self._run_network, self.settings.max_query_batch, self._model_threads, self._model_threads)
         self._decoding = threading.BoundedSemaphore(self.settings.max_decodes)
         self._writers = threading.BoundedSemaphore(self.settings.max_writers)
         self._changing = threading.Lock()
@@ -131,12 +132,12 @@ class CollectionService:
 
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Raw descriptors of the pictures of one request (a query clip's frames), in one turn at the network."""
-        return self._encode_batch(images)
-
-    def _encode_batch(self, images: Sequence[Image.Image]) -> np.ndarray:
         with held_within(self._encoding, self.settings.request_wait, BUSY):
-            torch.set_num_threads(self._model_threads)
-            return self.encoder.encode_images(list(images))
+            return self._run_network(images, self._model_threads)
+
+    def _run_network(self, images: Sequence[Image.Image], threads: int) -> np.ndarray:
+        torch.set_num_threads(threads)
+        return self.encoder.encode_images(list(images))
 
     def search_vector(
         self, vector: np.ndarray, k: int, kinds: Sequence[str] | None = None, label: str | None = None, space: str | None = None

@@ -22,7 +22,7 @@ class ServerSettings:
     then gets 503. At most ``max_writers`` uploads or removals are under way;
     more get 503 at once, so that changes never take the threads searches
     need. Query pictures of concurrent requests share a forward pass, at most
-    ``max_query_batch`` at once. ``allowed_hosts``, when set, are the only Host names the server
+    ``max_query_batch`` at once (passes run side by side, one per core at most). ``allowed_hosts``, when set, are the only Host names the server
     answers to (against DNS rebinding); ``None`` accepts any.
     """
 
