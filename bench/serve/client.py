@@ -4,14 +4,17 @@ Each request is encoded to bytes once, before the clock starts (a form, or a
 multipart upload of a picture); sending it is one write, and reading the answer
 is the status line, the headers up to ``Content-Length``, and that many bytes.
 It spends far less of the shared cores per request than a general HTTP client,
-so that the measurement is mostly the server's.
+so that the measurement is mostly the server's; it runs on uvloop when installed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any, Coroutine, TypeVar
 from urllib.parse import urlencode
+
+T = TypeVar("T")
 
 
 def form_request(host: str, port: int, path: str, fields: dict) -> bytes:
@@ -37,6 +40,16 @@ def upload_request(host: str, port: int, path: str, field: str, filename: str, d
 def _request(host: str, port: int, path: str, content_type: str, body: bytes) -> bytes:
     head = f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
     return head.encode() + body
+
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run`` on uvloop when it is installed (it spends less per request than asyncio's own loop)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coroutine)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coroutine)
 
 
 class Connection:

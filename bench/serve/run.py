@@ -43,6 +43,7 @@ import numpy as np
 
 from bench.common import default_data, machine_summary
 from bench.serve.client import Connection, form_request, upload_request
+from bench.serve.client import run as run_loop
 from cbir.collection.catalog import Item
 from cbir.collection.collection import Collection
 from cbir.collection.vector_index import LARGE_COLLECTION_INDEX
@@ -65,7 +66,7 @@ from cbir.server.app import create_app
 from cbir.server.settings import ServerSettings
 path, port, http, loop, batch = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
 app = create_app(path, settings=ServerSettings(max_query_batch=batch))
-uvicorn.run(app, host="127.0.0.1", port=port, http=http, loop=loop, log_level="warning")
+uvicorn.run(app, host="127.0.0.1", port=port, http=http, loop=loop, log_level="warning", access_log=False)
 """
 
 
@@ -344,8 +345,9 @@ def rate(result: LoadResult) -> float:
 
 def measure(port: int, mode: str, clients: int, seconds: float, queries: list[Query], client: str = "lean") -> LoadResult:
     """One shot after a short warm-up that is not counted."""
-    asyncio.run(fire(port, mode, clients, min(1.0, seconds / 4), queries, client))
-    return asyncio.run(fire(port, mode, clients, seconds, queries, client))
+    runner = run_loop if client == "lean" else asyncio.run  # httpx as it was used before: on asyncio's loop
+    runner(fire(port, mode, clients, min(1.0, seconds / 4), queries, client))
+    return runner(fire(port, mode, clients, seconds, queries, client))
 
 
 def rounds_beside_baseline(port: int, baseline: InProcess, shots: list[tuple[str, int]], seconds: float, rounds: int,
@@ -491,8 +493,8 @@ def write_report(out: Path, command: str, info: dict, shots: list[Shot], baselin
         f"Collection: {info['items']} items, {encoder['backbone']} / {encoder['pooling']} / {encoder['image_size']} px, "
         f"index {info['spaces']['image']['index']}, {info['spaces']['image']['dim']}-d. Server: `cbir serve` on "
         f"{LOOPBACK}, one process. The load generator runs on the same machine and shares its cores: a lean keep-alive "
-        "HTTP/1.1 client on asyncio, each request encoded before the clock starts (`bench/serve/client.py`; httpx, used "
-        "before, is compared below).",
+        "HTTP/1.1 client on uvloop, each request encoded before the clock starts (`bench/serve/client.py`; httpx on "
+        "asyncio, used before, is compared below).",
         "",
         "Modes: **image** uploads a collection JPEG (decode, encode with the CNN, search); **item** searches by item id "
         "(stored vector, no encoding). k = 10. A request counts as failed unless it answers 200 with the query's own "
@@ -509,9 +511,9 @@ def write_report(out: Path, command: str, info: dict, shots: list[Shot], baselin
         "",
         "## Load generator",
         "",
-        "Searches by item on the same server, from the lean client and from httpx's `AsyncClient` (one connection per "
-        "client, kept alive), once each: the load generator shares the 2 cores with the server, so a heavier client "
-        "lowers the server's figures.",
+        "Searches by item on the same server, from the lean client (on uvloop) and from httpx's `AsyncClient` (on "
+        "asyncio's loop, as before; one connection per client, kept alive), once each: the load generator shares the 2 "
+        "cores with the server, so a heavier client lowers the server's figures.",
         "",
         *comparison_table(clients, ["lean", "httpx"], [1, 8], heading="client"),
         "",

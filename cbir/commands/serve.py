@@ -127,4 +127,4 @@ def serve(
                 "and download its files[/yellow]"
             )
         announce_address(app, host, port, bool(token))
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)  # warnings only: no access lines
