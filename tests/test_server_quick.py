@@ -117,3 +117,14 @@ def test_the_short_way_never_waits_for_a_change(app, item_id):
         done.set()
         thread.join(5)
     assert service.search_item_now(item_id, 3)[0].item_id == item_id
+
+
+def test_searches_that_take_long_leave_the_event_loop(app, item_id, monkeypatch):
+    from cbir.server import service as service_module
+
+    service = app.state.service
+    monkeypatch.setattr(service_module, "QUICK_SEARCH_S", 0.0)  # every search now counts as long
+    service.search_item(item_id, 3)
+    assert service.search_item_now(item_id, 3) is None
+    response = TestClient(app).post("/search", data={"item_id": item_id, "k": 3})  # answered from the thread pool
+    assert response.status_code == 200 and response.json()["results"][0]["item_id"] == item_id

@@ -90,9 +90,10 @@ async def search(
 ) -> Response:
     """Returns the same JSON as ``cbir search --json``.
 
-    A search by item runs on the event loop when it can start at once and is
-    quick (``CollectionService.search_item_now``), otherwise in the thread
-    pool, as an uploaded picture's decoding, encoding and search always do.
+    A search by item without filters runs on the event loop when it can start
+    at once and is quick (``CollectionService.search_item_now``), otherwise in
+    the thread pool, as an uploaded picture's decoding, encoding and search
+    always do.
     """
     check_k(service, k)
     if (image is None) == (item_id is None):
@@ -102,7 +103,7 @@ async def search(
     if item_id is None:
         return await run_in_threadpool(_search_image, service, image, k, kinds, label)
     started = time.perf_counter()
-    results = service.search_item_now(item_id, k, kinds, label)
+    results = service.search_item_now(item_id, k) if kinds is None and label is None else None  # filters can take long
     if results is None:
         results = await run_in_threadpool(service.search_item, item_id, k, kinds, label)
     return search_response(f"item:{item_id}", results, search=time.perf_counter() - started)

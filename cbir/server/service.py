@@ -154,18 +154,16 @@ class CollectionService:
         with self._lock.read():
             return self._search_item(item_id, k, kinds, label)
 
-    def search_item_now(
-        self, item_id: int, k: int, kinds: Sequence[str] | None = None, label: str | None = None
-    ) -> list[SearchResult] | None:
-        """``search_item`` when it can run at once and briefly, as the event loop may: ``None`` when it would
-        wait for a change or a refresh of the collection, or while searches take over ``QUICK_SEARCH_S``."""
+    def search_item_now(self, item_id: int, k: int) -> list[SearchResult] | None:
+        """An unfiltered ``search_item`` when it can run at once and briefly, as the event loop may: ``None`` when
+        it would wait for a change or a refresh of the collection, or while such searches take over ``QUICK_SEARCH_S``."""
         if self._search_seconds > QUICK_SEARCH_S or self._refresh_due():
             return None
         held = self._lock.try_read()
         if held is None:
             return None
         with held:
-            return self._search_item(item_id, k, kinds, label)
+            return self._search_item(item_id, k, None, None)
 
     def _search_item(self, item_id: int, k: int, kinds: Sequence[str] | None, label: str | None) -> list[SearchResult]:
         started = time.thread_time()  # the processor time it takes, which waiting for a core does not inflate
@@ -176,7 +174,8 @@ class CollectionService:
             raise ApiError(404, f"there is no item {item_id} in this collection")
         vector = collection.catalog.get_items([item_id], with_vectors=True)[item_id].vector
         results = collection.search_vectors(vector[None], k, kinds, label, space)[0]
-        self._search_seconds += 0.2 * (time.thread_time() - started - self._search_seconds)
+        if kinds is None and label is None:  # the searches search_item_now would run
+            self._search_seconds += 0.2 * (time.thread_time() - started - self._search_seconds)
         return results
 
     def expected_hash(self, item: Item) -> str | None:

@@ -111,7 +111,7 @@ class StoreService:
         space, item = self._find(item_id, with_vectors=True)
         return self.search_vector(item.vector, k, kinds, label, space)
 
-    def search_item_now(self, item_id: int, k: int, kinds: Sequence[str] | None = None, label: str | None = None) -> None:
+    def search_item_now(self, item_id: int, k: int) -> None:
         """Never: Milvus answers over the network, so searches stay off the event loop."""
         return None
 
