@@ -22,6 +22,7 @@ from bench.scale import search
 from cbir.progress import console
 
 WORK = Path(tempfile.gettempdir()) / "cbir-bench-scale"
+KEPT = " (kept from an earlier run)"
 
 def extraction_images(data: Path, count: int, folder: Path) -> Path:
     """``count`` Corel photos copied into ``folder`` (generated pictures when the data is absent)."""
@@ -87,8 +88,10 @@ def kept_section(heading: str) -> list[str]:
     if start is None:
         return []
     end = next((i for i in range(start + 1, len(previous)) if previous[i].startswith("## ")), len(previous))
+    if previous[start].endswith(KEPT):
+        return ["", *previous[start:end]]
     earlier = [line for line in previous[:6] if line.startswith(("Command:", "Load average"))]
-    return ["", previous[start] + " (kept from an earlier run)", "", *(f"Earlier run: {line}" for line in earlier), *previous[start + 1 : end]]
+    return ["", previous[start] + KEPT, "", *(f"Earlier run: {line}" for line in earlier), *previous[start + 1 : end]]
 
 
 def load() -> str:
@@ -99,14 +102,18 @@ def search_row(row: dict) -> list[str]:
     vectors = f"{row['vectors']:,}" if row["built"] == row["vectors"] else f"{row['built']:,} of {row['vectors']:,} (stopped: {row['stopped']})"
     return [
         vectors, search.STORES[row["store"]][0], f"`{row['effort']}`", f"{row['build_s']:,.1f}", f"{row['qps']:,.0f}", str(row["queries"]),
-        f"{row['recall']:.3f}", f"{row['bytes']:,.0f}", f"{row['peak_gb']:.1f}",
+        f"{row['recall']:.3f}", f"{row['bytes']:,.0f}", f"{row['peak_gb']:.1f}", row["load"],
     ]
+
+
+def row_order(row: dict) -> tuple[int, int]:
+    return row["vectors"], list(search.STORES).index(row["store"])
 
 
 def extrapolations(rows: list[dict]) -> list[str]:
     """A line per stopped Milvus Lite build: its measured rates carried to the full size (arithmetic, not measured)."""
     lines = []
-    for row in rows:
+    for row in sorted(rows, key=row_order):
         if row["built"] < row["vectors"]:
             scale = row["vectors"] / row["built"]
             lines.append(
@@ -129,13 +136,14 @@ def search_section(args: argparse.Namespace, rows: list[dict], pending: list[str
         "until the index is searchable (FAISS IVF: training on 100,000 of them included; Milvus Lite: inserts through "
         "pymilvus, flush, and its segment indexes built). Bytes per vector: the FAISS file, or the whole Milvus Lite folder "
         "(vectors, the fields a result needs, write-ahead log, indexes). Peak memory: the resident peak of the process that "
-        f"built and searched the store (Milvus Lite runs inside it). A Milvus Lite build stops past {args.milvus_budget:,.0f} s "
+        f"built and searched the store (Milvus Lite runs inside it); load: the 1-minute load average when it started and ended (each row is measured in a "
+        f"process of its own, some in earlier runs of the command, kept under its work folder). A Milvus Lite build stops past {args.milvus_budget:,.0f} s "
         f"or {args.memory_gb:g} GB resident and is then searched as far as it got.",
         "",
-        "| vectors | store | search effort | build (s) | queries/s | queries | recall@10 | bytes/vector | peak memory (GB) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-        *["| " + " | ".join(search_row(row)) + " |" for row in rows],
-        *[f"| {name} | not measured: the run stopped before it | | | | | | | |" for name in pending],
+        "| vectors | store | search effort | build (s) | queries/s | queries | recall@10 | bytes/vector | peak memory (GB) | load (1 min) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        *["| " + " | ".join(search_row(row)) + " |" for row in sorted(rows, key=row_order)],
+        *[f"| {name} | not measured: the run stopped before it | | | | | | | | |" for name in pending],
         *(["", *extrapolations(rows)] if extrapolations(rows) else []),
     ]
 
