@@ -111,9 +111,12 @@ def row_order(row: dict) -> tuple[int, int]:
 
 
 def extrapolations(rows: list[dict]) -> list[str]:
-    """A line per stopped Milvus Lite build: its measured rates carried to the full size (arithmetic, not measured)."""
+    """A line per row with a note kept beside it, and per stopped Milvus Lite build: its measured rates carried to
+    the full size (arithmetic, not measured)."""
     lines = []
     for row in sorted(rows, key=row_order):
+        if row.get("note"):
+            lines.append(f"- {search.STORES[row['store']][0]} at {row['vectors']:,}: {row['note']}")
         if row["built"] < row["vectors"]:
             scale = row["vectors"] / row["built"]
             lines.append(
