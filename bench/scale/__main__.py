@@ -128,7 +128,37 @@ def extrapolations(rows: list[dict]) -> list[str]:
     return lines
 
 
+def extrapolated_rows(args: argparse.Namespace, rows: list[dict]) -> tuple[list[str], list[str]]:
+    """Table rows and notes for the Milvus Lite stores at sizes past ``--milvus-max``: the largest measured row of the
+    same store, scaled by the ratio of sizes (arithmetic, not measured)."""
+    table, notes = [], []
+    for count in sorted(args.sizes):
+        for store in args.stores:
+            if not store.startswith("milvus") or args.milvus_max is None or count <= args.milvus_max:
+                continue
+            base = max((row for row in rows if row["store"] == store and row["built"] == row["vectors"]), key=lambda row: row["vectors"], default=None)
+            if base is None:
+                continue
+            factor = count / base["vectors"]
+            table.append(
+                f"| {count:,} | {search.STORES[store][0]} | `{base['effort']}` | about {base['build_s'] * factor:,.0f} (extrapolated) "
+                f"| about {base['qps'] / factor:,.1f} (extrapolated) | | not extrapolated | about {base['bytes']:,.0f} (as at {base['vectors']:,}) "
+                f"| about {base['peak_gb'] * factor:.0f} (extrapolated) | |"
+            )
+            notes.append(
+                f"- {search.STORES[store][0]} at {count:,}: not measured (Milvus Lite is measured up to {args.milvus_max:,} vectors); "
+                f"the row is the {base['vectors']:,} row scaled by {factor:g}. Milvus Lite keeps segments of at most 100,000 rows "
+                "(`milvus_lite.constants.MAX_SEGMENT_ROWS`), builds each one's index like the measured row's, holds them in the "
+                "process's memory and searches them one after another, so build time and memory grow with the number of "
+                f"segments and queries/s falls with it. Of the {base['build_s']:,.0f} s measured, {base['insert_s']:,.0f} s were "
+                f"inserts ({base['vectors'] / base['insert_s']:,.0f} vectors/s through pymilvus) and {base['index_s']:,.0f} s "
+                "compaction and indexing after them."
+            )
+    return table, notes
+
+
 def search_section(args: argparse.Namespace, rows: list[dict], pending: list[str]) -> list[str]:
+    extrapolated, notes = extrapolated_rows(args, rows)
     return [
         f"## Search ({args.dim}-d synthetic clustered unit vectors, k = {search.K}, the stores' default search effort)",
         "",
@@ -147,7 +177,8 @@ def search_section(args: argparse.Namespace, rows: list[dict], pending: list[str
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         *["| " + " | ".join(search_row(row)) + " |" for row in sorted(rows, key=row_order)],
         *[f"| {name} | not measured: the run stopped before it | | | | | | | | |" for name in pending],
-        *(["", *extrapolations(rows)] if extrapolations(rows) else []),
+        *extrapolated,
+        *(["", *extrapolations(rows), *notes] if extrapolations(rows) or notes else []),
     ]
 
 
@@ -175,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=WORK, help="Where vectors, exact top 10s and finished rows are kept.")
     parser.add_argument("--milvus-queries", type=int, default=300, help="Queries searched on Milvus Lite (of the 1000).")
     parser.add_argument("--milvus-budget", type=float, default=1800, help="Seconds of Milvus Lite inserts before it stops.")
+    parser.add_argument("--milvus-max", type=int, help="Measure Milvus Lite up to this many vectors; larger sizes get rows "
+                        "extrapolated from the largest measured one, marked as such.")
     parser.add_argument("--memory-gb", type=float, default=8, help="Resident memory past which a Milvus Lite build stops.")
     parser.add_argument("--images", type=int, default=200, help="Images for the extraction comparison (0: skip it).")
     parser.add_argument("--data", type=Path, default=default_data())
@@ -187,7 +220,10 @@ def main(argv: list[str] | None = None) -> int:
     search_lines = kept_section("## Search")[1:]
     if "search" in args.parts:
         args.work.mkdir(parents=True, exist_ok=True)
-        planned = [(count, store) for count in args.sizes for store in args.stores]
+        planned = [
+            (count, store) for count in args.sizes for store in args.stores
+            if not store.startswith("milvus") or args.milvus_max is None or count <= args.milvus_max
+        ]
         rows: list[dict] = []
         for number, (count, store) in enumerate(planned):
             if number == 0 or count != planned[number - 1][0]:
