@@ -173,6 +173,8 @@ def search_section(args: argparse.Namespace, rows: list[dict], pending: list[str
         f"process of its own, some in earlier runs of the command, kept under its work folder). A Milvus Lite build stops past {args.milvus_budget:,.0f} s "
         f"or {args.memory_gb:g} GB resident and is then searched as far as it got.",
         "",
+        f"Rows finished between {min(row['measured'] for row in rows)} and {max(row['measured'] for row in rows)} UTC.",
+        "",
         "| vectors | store | search effort | build (s) | queries/s | queries | recall@10 | bytes/vector | peak memory (GB) | load (1 min) |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         *["| " + " | ".join(search_row(row)) + " |" for row in sorted(rows, key=row_order)],
