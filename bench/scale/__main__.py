@@ -2,7 +2,8 @@
 against exact search, bytes per vector, peak memory; ``bench.scale.search``), and extraction on a local Ray
 against the local pipeline.
 
-    nice -n 10 python -m bench.scale [--sizes 100000 1000000] [--dim 1280] [--work DIR] [--images 200] [--data DIR]
+    nice -n 10 python -m bench.scale [--sizes 100000 1000000] [--dim 1280] [--stores ...] [--milvus-max N] [--work DIR]
+                                     [--parts search extraction] [--images 200] [--data DIR]
 
 Writes ``bench/results/scale.md`` after every row; the vectors, exact top 10s and finished rows stay under
 ``--work`` (not in the repository), so a rerun measures only what is missing.
