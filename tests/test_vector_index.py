@@ -1,4 +1,5 @@
-"""The FAISS wrapper: a refinement stage re-scores enough candidates to undo product quantisation's losses."""
+"""The FAISS wrapper: a refinement stage re-scores enough candidates to undo product quantisation's losses; a saved
+index loads back whole."""
 
 from __future__ import annotations
 
@@ -36,3 +37,17 @@ def test_refinement_lifts_the_recall_of_product_quantisation(tmp_path) -> None:
     index.save(tmp_path / "index.faiss")
     loaded = VectorIndex.load(tmp_path / "index.faiss", "IVF16,PQ8,Refine(Flat)", 64)
     assert loaded.inner.k_factor == REFINE_K_FACTOR
+
+
+def test_a_saved_index_loads_back_with_the_same_hits(tmp_path) -> None:
+    rng = np.random.default_rng(1)
+    database, queries = _unit(rng, 3000, 32), _unit(rng, 20, 32)
+    for factory in ("HNSW32", "IVF16,Flat"):
+        index = VectorIndex(factory, 32)
+        index.add(np.arange(10, 3010), database)
+        assert index.train_if_possible()
+        index.save(tmp_path / "index.faiss")
+        loaded = VectorIndex.load(tmp_path / "index.faiss", factory, 32)
+        assert len(loaded) == 3000 and set(loaded.ids()) == set(range(10, 3010))
+        assert np.array_equal(loaded.search(queries, 10)[1], index.search(queries, 10)[1])
+        assert not list(tmp_path.glob(".*.tmp"))  # the temporary file was renamed over the index

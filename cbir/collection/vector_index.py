@@ -188,9 +188,9 @@ class VectorIndex:
         """Nothing to release: the index lives in memory."""
 
     def save(self, path: str | Path) -> None:
-        """Write atomically; vectors still held for training are not written."""
+        """Write atomically, streamed (no copy of the index in memory); vectors still held for training are not written."""
         with atomic_write(path) as stream:
-            stream.write(faiss.serialize_index(self.index).tobytes())
+            faiss.write_index(self.index, faiss.PyCallbackIOWriter(stream.write))
 
     @classmethod
     def load(cls, path: str | Path, factory: str, dim: int) -> "VectorIndex":
