@@ -16,6 +16,12 @@ Protocols (train and test share no images, or no classes):
   boxes. Train on every other class in alphabetical order (aeroplane, bird,
   bottle, ...); the crops of the other 10 classes (bicycle, boat, bus, ...)
   each query the rest; mAP over the full ranking, P@1 and P@10.
+* LFW people (class-disjoint, fine-grained, many classes as in the
+  metric-learning protocols that train on half the classes): the
+  ``lfw_dev`` people with at least 4 photos (at most 20 each); train on
+  every other person in alphabetical order, the photos of the others each
+  query the rest; mAP over the full ranking, P@1 and P@5. The whole
+  deep-funnelled photo is the input, as for any other picture.
 
 Every model is trained with the documented ``cbir train`` command in a
 subprocess (its wall time is the training time) and evaluated from the
@@ -187,6 +193,21 @@ def voc_crops(voc: Path, work: Path) -> tuple[Path, list[str], list[int], list[s
     return root, files, labels, names
 
 
+LFW_MIN_PHOTOS = 4
+LFW_MAX_PHOTOS = 20
+
+
+def lfw_people(root: Path) -> tuple[list[str], list[int]]:
+    """Photos (relative paths) and person ids of the people of ``root`` with at least ``LFW_MIN_PHOTOS`` photos."""
+    files, labels = [], []
+    for person in sorted(p for p in root.iterdir() if p.is_dir()):
+        photos = sorted(person.glob("*.jpg"))
+        if len(photos) >= LFW_MIN_PHOTOS:
+            files += [str(photo.relative_to(root)) for photo in photos[:LFW_MAX_PHOTOS]]
+            labels += [len(set(labels))] * len(photos[:LFW_MAX_PHOTOS])
+    return files, labels
+
+
 def benchmarks(names: list[str], data: Path, work: Path) -> list[Benchmark]:
     found = []
     for name in names:
@@ -224,6 +245,12 @@ def benchmarks(names: list[str], data: Path, work: Path) -> list[Benchmark]:
                 bench.notes.append(f"training classes: {', '.join(classes[0::2])}; held-out classes: {', '.join(classes[1::2])}")
                 found.append(bench)
                 continue
+        elif name == "lfw":
+            root = data / "lfw_dev" / "lfw-deepfunneled"
+            if root.is_dir():
+                files, labels = lfw_people(root)
+                found.append(labelled_files_benchmark("LFW-people", root, files, labels, set(range(0, max(labels) + 1, 2)), work, 5, []))
+                continue
         else:
             raise SystemExit(f"unknown dataset {name!r}")
         console.print(f"[yellow]skipping {name}: its data is not in {data}[/yellow]")
@@ -255,7 +282,7 @@ def train_model(bench: Benchmark, loss: str, work: Path, common: list[str], reus
     return out, time.perf_counter() - started, shown, False
 
 
-DATASETS = ("breastmnist", "orl", "corel", "pneumoniamnist", "voc")
+DATASETS = ("breastmnist", "orl", "corel", "pneumoniamnist", "voc", "lfw")
 
 
 def main() -> None:
