@@ -58,6 +58,7 @@ from cbir.progress import console, progress_bar
 
 ROOT = Path(__file__).resolve().parents[2]
 OFF_THE_SHELF = {"GeM p=3": EncoderSpec(pooling="gem", gem_p=3.0), "R-MAC (default)": EncoderSpec(pooling="rmac")}
+STARTS = {"gem": "off-the-shelf, GeM p=3", "rmac": "off-the-shelf, R-MAC (default)"}  # pooling trained through -> its start row
 
 
 # --- metrics (cbir.evaluation.metrics on relevance rows) ------------------------------------------
@@ -241,7 +242,7 @@ def benchmarks(names: list[str], data: Path, work: Path) -> list[Benchmark]:
             voc = data / "voc_dev"
             if (voc / "objects.csv").is_file():
                 root, files, labels, classes = voc_crops(voc, work)
-                bench = labelled_files_benchmark("VOC-objects", root, files, labels, set(range(0, len(classes), 2)), work, 10, ["--views", "1"])
+                bench = labelled_files_benchmark("VOC-objects", root, files, labels, set(range(0, len(classes), 2)), work, 10, [])
                 bench.notes.append(f"training classes: {', '.join(classes[0::2])}; held-out classes: {', '.join(classes[1::2])}")
                 found.append(bench)
                 continue
@@ -322,6 +323,7 @@ def main() -> None:
             (metrics,) = bench.evaluate(load_encoder_file(model))
             rows.append({"encoder": f"fine-tuned, {loss}", **metrics, "time": seconds, "command": train_command,
                          "epochs": f"{len(history) - 1} (best {best})", "p": history[best]["gem_p"],
+                         "start": STARTS[summary["config"].get("pooling", "gem")],
                          "validation": [summary["validation"], summary["monitor"], history[0][summary["monitor"]],
                                         history[best][summary["monitor"]], best], "reused": reused})
             save_section(section, command, started, options)
@@ -337,15 +339,21 @@ def save_section(section: dict, command: str, started: float, options) -> None:
     write_report(options.out, options.work)
 
 
+def start_row(row: dict, rows: list[dict]) -> dict:
+    """The off-the-shelf row a fine-tuned row started from (runs before R-MAC training started from GeM p=3)."""
+    start = row.get("start", STARTS["gem"])
+    return next(other for other in rows if other["encoder"] == start)
+
+
 def shortfall(metric: str, row: dict, baseline: dict) -> str | None:
-    """Why a fine-tuned row does not beat off-the-shelf GeM, from what the run measured (None when it does)."""
+    """Why a fine-tuned row does not beat the encoder it started from, from what the run measured (None when it does)."""
     if row[metric] > baseline[metric]:
         return None
     split, monitor, start, best_value, best_epoch = row["validation"]
     measured = (f"{row['encoder']}: held-out {metric} {baseline[metric]:.1f} -> {row[metric]:.1f}; "
                 f"validation ({split}) {monitor} {start:.1f} -> {best_value:.1f}")
     if best_epoch == 0:
-        return measured + ": no epoch improved on the starting encoder, so the file is that encoder (GeM p=3)."
+        return measured + f": no epoch improved on the starting encoder, so the file is that encoder ({baseline['encoder']})."
     return measured + (f" at epoch {best_epoch}: training improved the validation data but the gain does not carry "
                        "over to the held-out test part.")
 
@@ -387,8 +395,7 @@ def write_report(out: Path, work: Path) -> None:
                   f"Machine: {run['machine']}. Date: {run['date']}. Section run time: {run['minutes']:.0f} min."
                   + (f" Load average (1 min) after each step: {', '.join(map(str, run['loads']))}." if run.get("loads") else ""), "",
                   *[f"- {note}" for note in section["notes"]], ""]
-        baseline = rows[0]
-        header = ["encoder", *names, f"{names[0]} vs GeM", "training time", "epochs (best)", "learned p",
+        header = ["encoder", *names, f"{names[0]} gain over the start", "training time", "epochs (best)", "learned p",
                   "validation metric: start -> best"]
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for row in rows:
@@ -397,9 +404,9 @@ def write_report(out: Path, work: Path) -> None:
                 _, monitor, start, best_value, _ = row["validation"]
                 validation = f"{monitor} {start:.1f} -> {best_value:.1f}"
             time_cell = "-" if "time" not in row else f"{row['time'] / 60:.1f} min" + (" (recorded)" if row.get("reused") else "")
-            cells = [row["encoder"], *(f"{row[m]:.1f}" for m in names), f"{row[names[0]] / baseline[names[0]]:.3f}",
-                     time_cell, row.get("epochs", "-"),
-                     f"{row['p']:.2f}" if "p" in row else "-", validation]
+            gain = "-" if "validation" not in row else f"{row[names[0]] - start_row(row, rows)[names[0]]:+.1f} (from {start_row(row, rows)['encoder'][15:]})"
+            cells = [row["encoder"], *(f"{row[m]:.1f}" for m in names), gain, time_cell, row.get("epochs", "-"),
+                     f"{row['p']:.2f}" if row.get("p") is not None else "-", validation]
             lines.append("| " + " | ".join(cells) + " |")
         tuned = [row for row in rows if "validation" in row]
         if tuned:
@@ -407,9 +414,9 @@ def write_report(out: Path, work: Path) -> None:
         if any(row.get("reused") for row in tuned):
             lines += ["", "(recorded): an encoder file of an earlier finished run of the same command, measured here; its time is the",
                       "training time recorded in the file (the `cbir train` process less start-up and reading the data)."]
-        misses = [note for note in (shortfall(names[0], row, baseline) for row in tuned) if note]
+        misses = [note for note in (shortfall(names[0], row, start_row(row, rows)) for row in tuned) if note]
         if misses:
-            lines += ["", "Where fine-tuning does not beat off-the-shelf GeM (measured):", ""]
+            lines += ["", "Where fine-tuning does not beat the off-the-shelf encoder it started from (measured):", ""]
             lines += [f"- {note}" for note in misses]
         if tuned:
             lines += ["", "Training commands:", ""]

@@ -61,8 +61,8 @@ class TrainConfig:
     epoch_batches: int = 50
     batch_size: int = 32
     m_per_class: int = 4
-    lr: float = 1e-4
-    head_lr: float = 1e-4
+    lr: float = 3e-4
+    head_lr: float = 3e-4
     p_lr: float = 1e-2
     weight_decay: float = 1e-4
     warmup: float = 0.05
