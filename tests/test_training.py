@@ -23,7 +23,7 @@ from cbir.training.trainer import TrainConfig, train
 from cbir.training.validation import split_labelled
 
 SIZE = 64
-FAST = dict(image_size=SIZE, epochs=3, batch_size=12, m_per_class=4, views=2, workers=0, lr=1e-3, patience=10)
+FAST = dict(image_size=SIZE, epochs=3, epoch_batches=1, batch_size=12, m_per_class=4, views=2, workers=0, lr=1e-3, patience=10)
 
 
 def class_image(label: int, seed: int) -> Image.Image:
@@ -60,7 +60,7 @@ def class_folders(tmp_path_factory) -> Path:
 def trained(class_folders, tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "model.pt"
     data = load_training_data(class_folders)
-    config = TrainConfig(loss="contrastive", miner="none", whitening=True, whitening_dim=16, val="images", **FAST)
+    config = TrainConfig(loss="contrastive", miner="none", whitening=True, whitening_dim=16, val="images", pooling="gem", **FAST)
     return train(config, data, out, quiet=True), data
 
 
@@ -197,6 +197,32 @@ def test_saved_encoder_reloads_with_identical_descriptors(trained, class_folders
     assert not np.allclose(off_the_shelf.encode_images(images)[:, :16], vectors, atol=1e-2)
     summary = torch.load(result.outputs.model, weights_only=True)["training"]
     assert summary["data"]["classes"] == 3 and summary["loss"] == "contrastive" and summary["best_epoch"] == result.best_epoch
+
+
+def test_training_goes_through_the_default_pooling_from_the_default_encoder(class_folders, tmp_path):
+    config = TrainConfig(loss="triplet", val="images", **{**FAST, "epochs": 1, "epoch_batches": 3})
+    result = train(config, load_training_data(class_folders), tmp_path / "r.pt", quiet=True)
+    assert config.pooling == EncoderSpec().pooling == "rmac" and result.baseline["gem_p"] is None
+    assert [entry["epoch"] for entry in result.history] == [0, 1]
+    images = [class_image(label, 7) for label in range(3)]
+    start = Encoder(EncoderSpec(pooling="rmac", image_size=SIZE)).encode_images(images)
+    network = TrainableEncoder(Encoder(EncoderSpec(pooling="rmac", image_size=SIZE)), train_layers=2)
+    with torch.no_grad():
+        staged = torch.cat([network(network.encoder.to_tensor(image).unsqueeze(0)) for image in images]).numpy()
+    assert np.allclose(staged, start, atol=1e-5)  # epoch 0 is the off-the-shelf default encoder
+    saved = load_encoder_file(result.outputs.model)
+    assert saved.spec.pooling == "rmac" and saved.dim == start.shape[1]
+
+
+def test_an_epoch_draws_at_least_epoch_batches_batches(class_folders, tmp_path):
+    from cbir.training.trainer import Trainer
+
+    data = load_training_data(class_folders)
+    trainer = Trainer(TrainConfig(val="none", **{**FAST, "epoch_batches": 5}), data, tmp_path / "e.pt", quiet=True)
+    trainer.train_images = np.arange(len(data))
+    assert trainer._steps_per_epoch() == 5 and len(trainer._epoch_batches(1)) == 5
+    trainer.config = TrainConfig(val="none", **{**FAST, "epoch_batches": 1})
+    assert trainer._steps_per_epoch() == 2  # one pass over 24 images in batches of 12
 
 
 def test_triplets_file_and_resume(class_folders, tmp_path):

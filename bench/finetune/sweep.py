@@ -48,6 +48,8 @@ VARIANTS = {
     "train-layers=2": {"train_layers": 2},
     "train-layers=3": {"train_layers": 3},
     "size=160": {"image_size": 160},
+    "pooling=gem": {"pooling": "gem"},
+    "epoch-batches=1": {"epoch_batches": 1},
 }
 
 
@@ -94,7 +96,7 @@ def _value(text: str):
 
 def write(out: Path, rows: list[dict], command: str, base: dict, options, loads: list[float], started: float, data) -> None:
     defaults = TrainConfig()
-    recipe = {**{key: getattr(defaults, key) for key in ("loss", "miner", "lr", "m_per_class", "train_layers", "views", "image_size")},
+    recipe = {**{key: getattr(defaults, key) for key in ("loss", "miner", "lr", "m_per_class", "train_layers", "views", "image_size", "pooling", "epoch_batches")},
               **base, "epochs": options.epochs}
     start = rows[0]["curve"][0]
     lines = [
@@ -105,8 +107,8 @@ def write(out: Path, rows: list[dict], command: str, base: dict, options, loads:
         f"Machine: {machine_summary()}. Date: {time.strftime('%Y-%m-%d %H:%M')}. Run time: {(time.time() - started) / 60:.0f} min. "
         f"Load average (1 min) at the start and after each run: {', '.join(f'{v:.1f}' for v in loads)}.",
         "",
-        f"Data: {str(data.origin).replace(str(REPOSITORY) + os.sep, '')}, {len(data)} crops of {len(data.class_names)} training classes. Each run validates every epoch "
-        f"on {round(options.val_fraction * len(data.class_names))} of these classes held out whole (each crop querying "
+        f"Data: {str(data.origin).replace(str(REPOSITORY) + os.sep, '')}, {len(data)} images of {len(data.class_names)} training classes. Each run validates every epoch "
+        f"on {round(options.val_fraction * len(data.class_names))} of these classes held out whole (each image querying "
         "the others, the same split for every run); the benchmark's test classes are never looked at. Base recipe: "
         + ", ".join(f"`{key}={value}`" for key, value in recipe.items()) + "; each row changes one setting.",
         "",

@@ -21,10 +21,11 @@ def train(
     pos_margin: float = typer.Option(0.0, help="Contrastive positive margin."),
     miner: str = registry_option("auto", "cbir.training.losses:MINERS", "Miner (auto: batch-hard with labels).", extra=("auto",)),
     epochs: int = typer.Option(10, help="Most epochs to train."),
+    epoch_batches: int = typer.Option(50, help="Batches per epoch at least: a small data set is drawn from again within an epoch."),
     batch_size: int = typer.Option(32, help="Images per batch."),
     m_per_class: int = typer.Option(4, help="Images of each class drawn together into a batch."),
-    lr: float = typer.Option(1e-4, help="Learning rate of the backbone stages (AdamW)."),
-    head_lr: float = typer.Option(1e-4, help="Learning rate of the whitening layer."),
+    lr: float = typer.Option(3e-4, help="Learning rate of the backbone stages (AdamW)."),
+    head_lr: float = typer.Option(3e-4, help="Learning rate of the whitening layer."),
     train_layers: str = typer.Option("auto", help="Backbone stages to train, counted from the top: a number, 'all', or auto (2 on CPU, all on GPU)."),
     whitening: bool = typer.Option(False, "--whitening/--no-whitening", help="Add a trained whitening layer, started from learned PCA-whitening."),
     dim: Optional[int] = typer.Option(None, help="Output dimension of the whitening layer."),
@@ -38,6 +39,7 @@ def train(
     pool_size: int = typer.Option(2000, help="Images re-sampled per epoch to mine negatives from (pool miner)."),
     backbone: str = typer.Option("efficientnet_lite0", help="Backbone to start from."),
     size: int = typer.Option(224, help="Short side of the resized image, in pixels."),
+    pooling: str = registry_option("rmac", "cbir.encoders.pooling:POOLINGS", "Pooling trained through (default: the default encoder's)."),
     weights: Optional[Path] = typer.Option(None, help="Backbone weights file (state dict)."),
     device: str = typer.Option("auto", help="auto (GPU when present), cpu, cuda."),
     workers: Optional[int] = typer.Option(None, help="Image decoding worker processes."),
@@ -54,9 +56,9 @@ def train(
     with user_errors():
         config = TrainConfig(
             loss=loss, margin=margin, pos_margin=pos_margin, miner=miner, epochs=epochs, batch_size=batch_size,
-            m_per_class=m_per_class, lr=lr, head_lr=head_lr, train_layers=train_layers, whitening=whitening,
+            m_per_class=m_per_class, epoch_batches=epoch_batches, lr=lr, head_lr=head_lr, train_layers=train_layers, whitening=whitening,
             whitening_dim=dim, views=views, augment=augment, val=val, val_fraction=val_fraction, monitor=monitor,
-            patience=patience, negatives=negatives, pool_size=pool_size, backbone=backbone, image_size=size,
+            patience=patience, negatives=negatives, pool_size=pool_size, backbone=backbone, image_size=size, pooling=pooling,
             weights=str(weights.expanduser()) if weights else None, device=device, workers=workers, seed=seed,
         )
         training_data = load_training_data(data, labels, split)

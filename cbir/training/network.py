@@ -1,8 +1,8 @@
 """The network being fine-tuned: an ``Encoder`` split into a frozen bottom and a trainable top.
 
-Descriptor = L2(whitening(L2(GeM_p(top(bottom(image)))))), with p learnable
-and the optional whitening a linear layer initialised from learned
-PCA-whitening. The top stages, the pooling and the projection are the
+Descriptor = L2(whitening(L2(pool(top(bottom(image)))))), pooled as the
+encoder pools (R-MAC by default; GeM with a learnable p) and the optional
+whitening a linear layer initialised from learned PCA-whitening. The top stages, the pooling and the projection are the
 encoder's own modules, so training changes the encoder in place and
 ``export`` hands back a plain ``Encoder`` that computes the same thing.
 """
@@ -57,16 +57,19 @@ class TrainableEncoder(nn.Module):
     """An encoder with its last ``train_layers`` backbone stages (``None``: all) trainable.
 
     ``bottom`` runs the frozen stages (its output can be cached); ``top``
-    maps that output to descriptors with gradients. Batch-norm statistics
-    stay as pretrained: the module is kept in eval mode throughout.
+    maps that output to descriptors with gradients, through the encoder's
+    own pooling, so training starts from exactly the encoder it was given.
+    Batch-norm statistics stay as pretrained: the module is kept in eval
+    mode throughout.
     """
 
     def __init__(self, encoder: Encoder, train_layers: int | None):
         super().__init__()
-        if encoder.spec.pooling != "gem":
-            encoder.spec = dataclasses.replace(encoder.spec, pooling="gem")
+        if len(encoder.spec.scales) > 1:
+            raise ValueError("a multi-scale encoder cannot be fine-tuned; train a single-scale one (scales 1.0)")
         self.encoder = encoder
-        encoder.pooling = GeM(encoder.spec.gem_p, learnable=True)
+        if encoder.spec.pooling == "gem":
+            encoder.pooling = GeM(encoder.spec.gem_p, learnable=True)
         if train_layers is None:
             self.stage_count = None
             self.bottom = nn.Identity()
@@ -113,9 +116,9 @@ class TrainableEncoder(nn.Module):
         return self.top_descriptors(self.bottom_features(images))
 
     def parameter_groups(self, lr: float, head_lr: float, p_lr: float, weight_decay: float) -> list[dict]:
-        """AdamW groups: trainable backbone stages, the projection, and GeM's p (no decay)."""
+        """AdamW groups: trainable backbone stages, the projection, and GeM's p (no decay) when pooling is GeM."""
         backbone = [p for p in self.top.parameters() if p.requires_grad]
-        groups = [{"params": [self.encoder.pooling.p], "lr": p_lr, "weight_decay": 0.0}]
+        groups = [{"params": [self.encoder.pooling.p], "lr": p_lr, "weight_decay": 0.0}] if self.gem_p is not None else []
         if backbone:
             groups.append({"params": backbone, "lr": lr, "weight_decay": weight_decay})
         if self.encoder.projection is not None:
@@ -123,14 +126,16 @@ class TrainableEncoder(nn.Module):
         return groups
 
     @property
-    def gem_p(self) -> float:
-        return float(self.encoder.pooling.p.detach())
+    def gem_p(self) -> float | None:
+        """GeM's learned p (None for other poolings)."""
+        return float(self.encoder.pooling.p.detach()) if isinstance(self.encoder.pooling, GeM) else None
 
     def export(self) -> Encoder:
-        """A plain copy of the encoder as trained now: fixed GeM p, on the CPU, ready to save."""
+        """A plain copy of the encoder as trained now (GeM's p fixed), on the CPU, ready to save."""
         exported = copy.deepcopy(self.encoder).cpu()
-        exported.spec = dataclasses.replace(exported.spec, pooling="gem", gem_p=self.gem_p)
-        exported.pooling = GeM(exported.spec.gem_p)
+        if self.gem_p is not None:
+            exported.spec = dataclasses.replace(exported.spec, gem_p=self.gem_p)
+            exported.pooling = GeM(exported.spec.gem_p)
         for parameter in exported.parameters():
             parameter.requires_grad_(False)
         return exported.eval()

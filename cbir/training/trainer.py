@@ -58,10 +58,11 @@ class TrainConfig:
     pos_margin: float = 0.0
     miner: str = "auto"
     epochs: int = 10
+    epoch_batches: int = 50
     batch_size: int = 32
     m_per_class: int = 4
-    lr: float = 1e-4
-    head_lr: float = 1e-4
+    lr: float = 3e-4
+    head_lr: float = 3e-4
     p_lr: float = 1e-2
     weight_decay: float = 1e-4
     warmup: float = 0.05
@@ -78,6 +79,7 @@ class TrainConfig:
     pool_size: int = 2000
     backbone: str = "efficientnet_lite0"
     image_size: int = 224
+    pooling: str = EncoderSpec.pooling
     gem_p: float = 3.0
     weights: str | None = None
     device: str = "auto"
@@ -172,7 +174,8 @@ class Trainer:
     def _build(self) -> None:
         config = self.config
         torch.manual_seed(config.seed)
-        spec = EncoderSpec(backbone=config.backbone, pooling="gem", gem_p=config.gem_p, image_size=config.image_size, weights=config.weights)
+        spec = EncoderSpec(backbone=config.backbone, pooling=config.pooling, gem_p=config.gem_p, image_size=config.image_size,
+                           weights=config.weights)
         self.network = TrainableEncoder(Encoder(spec), self.layers)
         self.network.to(self.device)
         augmentation = RetrievalAugmentation() if config.augment else None
@@ -249,7 +252,8 @@ class Trainer:
         rng = np.random.default_rng(config.seed * 1000 + epoch)
         if self.data.kind == "labels" and self.pool_miner is None:
             np.random.seed(config.seed * 1000 + epoch)
-            sampler = MPerClassSampler(self.data.labels[self.train_images], config.m_per_class, length_before_new_iter=len(self.train_images))
+            sampler = MPerClassSampler(self.data.labels[self.train_images], config.m_per_class,
+                                       length_before_new_iter=self._steps_per_epoch() * config.batch_size)
             order = self.train_images[np.fromiter(iter(sampler), dtype=np.int64)]
             return [(order[start : start + config.batch_size], None) for start in range(0, len(order), config.batch_size)]
         if self.data.kind == "labels":
@@ -268,7 +272,7 @@ class Trainer:
     def _steps_per_epoch(self) -> int:
         config = self.config
         if self.data.kind == "labels" and self.pool_miner is None:
-            return math.ceil(len(self.train_images) / config.batch_size)
+            return max(config.epoch_batches, math.ceil(len(self.train_images) / config.batch_size))
         if self.data.kind == "labels":
             return math.ceil(len(self.train_images) / max(1, config.batch_size // (2 + config.negatives)))
         width = 2 if self.data.kind == "pairs" else 3
@@ -376,7 +380,8 @@ class Trainer:
         metrics = "  ".join(f"{name} {value:.2f}" for name, value in entry.items() if name not in ("epoch", "loss", "seconds", "gem_p"))
         loss = "-" if entry["loss"] is None else f"{entry['loss']:.4f}"
         marker = " [green]best[/green]" if best else ""
-        self.say(f"epoch {entry['epoch']}: loss {loss}  {metrics}  p {entry['gem_p']:.2f}  ({entry['seconds']:.0f} s){marker}")
+        p = "" if entry["gem_p"] is None else f"  p {entry['gem_p']:.2f}"
+        self.say(f"epoch {entry['epoch']}: loss {loss}  {metrics}{p}  ({entry['seconds']:.0f} s){marker}")
 
     # files ---------------------------------------------------------------------
     def _summary(self, history: list[dict], best_epoch: int, started: float) -> dict:
