@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -91,7 +92,8 @@ def export_onnx(backbone: nn.Module, path: str | Path) -> None:
     backbone.eval()
     with tempfile.TemporaryDirectory() as folder:
         traced = Path(folder) / "traced.onnx"
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the tracer's notes on frozen sizes: the paddings are rewritten below
             torch.onnx.export(
                 backbone, (torch.zeros(EXPORT_SIZE),), str(traced), dynamo=False, opset_version=17,
                 input_names=["images"], output_names=["features"],
