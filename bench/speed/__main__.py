@@ -1,4 +1,4 @@
-"""Speed: extraction (naive baseline, cbir pipeline, forward-only ceiling), FAISS search at scale,
+"""Speed: extraction (naive baseline, cbir pipeline, forward-only ceiling), reduced precision, FAISS search at scale,
 and the latency of one `cbir search` from the command line.
 
     python -m bench.speed [--data DIR] [--images N] [--sizes 10000 100000 1000000]
@@ -34,7 +34,7 @@ from PIL import Image
 from torchvision import transforms
 
 from bench.common import RESULTS, RunClock, command_line, default_data, machine_description, markdown_table
-from bench.speed import peers, threads
+from bench.speed import peers, precision, threads
 from bench.vectors import clustered_vectors
 from cbir.collection.vector_index import DEFAULT_SEARCH_EFFORT, LARGE_COLLECTION_INDEX, REFINE_K_FACTOR, VectorIndex
 from cbir.encoders.backbones import create_backbone
@@ -53,7 +53,7 @@ HNSW_BUILD_BUDGET_S = 900
 BATCH_SIZES = (1, 2, 4, 8, 16, 32)
 DECODING_WORKERS = (0, 1, 2)
 LATENCY_ROUNDS = 5
-SECTIONS = ("extraction", "search", "large", "latency", "threads", "peers")
+SECTIONS = ("extraction", "precision", "search", "large", "latency", "threads", "peers")
 LARGE_COUNT = 1_000_000
 LARGE_EFFORTS = (8, 16, 32)
 SERVE_START_S = 600
@@ -432,6 +432,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--exact-queries", type=int, default=200, help="Queries the exact baseline of the large section runs.")
     parser.add_argument("--thread-images", type=int, default=48, help="Corel photos per process in the threads section.")
     parser.add_argument("--peer-images", type=int, default=200, help="Corel photos each contender of the peers section indexes.")
+    parser.add_argument("--precision-images", type=int, default=128, help="Corel photos each precision is timed on.")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS),
                         help="Measure these sections and replace them in --out, keeping the others.")
     parser.add_argument("--work", type=Path, default=Path.home() / ".cache" / "cbir" / "bench", help="Where the 12 MP JPEGs are written.")
@@ -446,6 +447,10 @@ def main(argv: list[str] | None = None) -> int:
     sections: dict[str, str] = {}
     if "extraction" in args.only:
         sections.update(extraction_sections(args, spec, corel))
+    if "precision" in args.only:
+        section_clock = RunClock()
+        found = precision.measure(args.data, args.precision_images, max(args.rounds, 3))
+        sections[PRECISION_HEADING] = precision_section(args, found, section_clock)
     if "search" in args.only:
         search_rows, search_notes = measure_search(args.sizes)
         sections[SEARCH_HEADING] = search_section(search_rows, search_notes)
@@ -472,12 +477,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+PRECISION_HEADING = "## Reduced precision"
 SEARCH_HEADING = f"## Search ({DIM}-d synthetic vectors, {QUERIES} queries, k = {K})"
 LARGE_HEADING = "## 1M vectors: the index for large collections"
 LATENCY_HEADING = "## `cbir search` from the command line"
 THREADS_HEADING = "## Threads and waiting"
 PEERS_HEADING = "## A peer on the same network"
-ORDER = ("## Extraction", SEARCH_HEADING, LARGE_HEADING, LATENCY_HEADING, THREADS_HEADING, PEERS_HEADING)
+ORDER = ("## Extraction", PRECISION_HEADING, SEARCH_HEADING, LARGE_HEADING, LATENCY_HEADING, THREADS_HEADING, PEERS_HEADING)
 
 
 def section_run(clock: RunClock) -> str:
@@ -557,6 +563,45 @@ def extraction_sections(args, spec: EncoderSpec, corel: list[Path]) -> dict[str,
         "```",
     ]
     return {ORDER[0]: "\n".join(lines)}
+
+
+def precision_section(args, found: dict[str, dict], clock: RunClock) -> str:
+    reference = found["fp32"]
+    rounds = max(args.rounds, 3)
+
+    def quality(name: str, key: str) -> str:
+        if key not in found[name]:
+            return "-"
+        change = found[name][key] - reference[key]
+        return f"{found[name][key]:.2f}" if name == "fp32" else f"{found[name][key]:.2f} ({change:+.2f})"
+
+    rows = [
+        [name if name != "fp32" else "fp32 (default)", f"{values['pipeline'] / reference['pipeline']:.2f}x",
+         f"{values['forward'] / reference['forward']:.2f}x", f"{values['pipeline']:.1f}", f"{values['forward']:.1f}",
+         quality(name, "corel_map"), quality(name, "ukbench_ns"), quality(name, "ukbench_map"),
+         f"{values['max_difference']:.2g}", f"{values['min_cosine']:.4f}"]
+        for name, values in found.items()
+    ]
+    bf16 = "has" if reference["native_bf16"] else "lacks"
+    return "\n".join([
+        PRECISION_HEADING,
+        "",
+        section_run(clock),
+        "",
+        f"The default encoder at each precision `cbir index --precision` offers (`cbir.encoders.precision`), timed on "
+        f"{args.precision_images} Corel photos in one process, the encoders taking turns, median of {rounds} rounds: the "
+        "whole pipeline and the forward pass alone on ready tensors. *bf16*: the network rewritten for inference with "
+        f"bfloat16 weights and activations (this CPU {bf16} native bfloat16: oneDNN's check, AVX512-BF16 or AMX). "
+        "*int8*: exported to ONNX and statically quantised with onnxruntime (QDQ, per-channel int8 weights, uint8 "
+        "activations), calibrated on 12 photos bundled with scikit-image. *fp32, onnxruntime*: the fp32 network run "
+        "by onnxruntime instead of torch, not an option. Quality: every Corel-1k photo queries all others (mAP over "
+        "the whole ranking), every UKBench image queries all 56 (N-S score out of 4, and mAP), each change against "
+        "fp32 in brackets. Descriptor differences: against fp32 on the ready tensors of one shape, after L2 "
+        "normalisation.",
+        "",
+        markdown_table(["precision", "pipeline vs fp32", "forward vs fp32", "pipeline images/s", "forward images/s",
+                        "Corel-1k mAP", "UKBench N-S", "UKBench mAP", "max descriptor difference", "lowest cosine to fp32"], rows),
+    ])
 
 
 def search_section(search_rows: list[list[str]], search_notes: list[str]) -> str:
