@@ -492,6 +492,7 @@ def section_run(clock: RunClock) -> str:
 
 
 def extraction_sections(args, spec: EncoderSpec, corel: list[Path]) -> dict[str, str]:
+    clock = RunClock()
     encoder, unfused = Encoder(spec).for_inference(), Encoder(spec)
     encoders = {"ceiling": encoder, "unfused": unfused}
     naives = {"naive": NaiveExtractor(spec), "naive uncropped": NaiveExtractor(spec, crop=False)}
@@ -515,6 +516,8 @@ def extraction_sections(args, spec: EncoderSpec, corel: list[Path]) -> dict[str,
         ])
     lines = [
         f"## Extraction (images/s, best of {args.rounds} alternating rounds)",
+        "",
+        section_run(clock),
         "",
         f"Encoder {spec.backbone} + {spec.pooling}, short side {spec.image_size} px. "
         f"{args.images} Corel photos and {args.large} JPEGs upscaled from Corel photos to 12 megapixels.",
@@ -569,16 +572,16 @@ def precision_section(args, found: dict[str, dict], clock: RunClock) -> str:
     reference = found["fp32"]
     rounds = max(args.rounds, 3)
 
-    def quality(name: str, key: str) -> str:
+    def quality(name: str, key: str, digits: int = 1) -> str:
         if key not in found[name]:
             return "-"
-        change = found[name][key] - reference[key]
-        return f"{found[name][key]:.2f}" if name == "fp32" else f"{found[name][key]:.2f} ({change:+.2f})"
+        value, change = found[name][key], found[name][key] - reference[key]
+        return f"{value:.{digits}f}" if name == "fp32" else f"{value:.{digits}f} ({change:+.{digits}f})"
 
     rows = [
         [name if name != "fp32" else "fp32 (default)", f"{values['pipeline'] / reference['pipeline']:.2f}x",
          f"{values['forward'] / reference['forward']:.2f}x", f"{values['pipeline']:.1f}", f"{values['forward']:.1f}",
-         quality(name, "corel_map"), quality(name, "ukbench_ns"), quality(name, "ukbench_map"),
+         quality(name, "corel_map", 2), quality(name, "ukbench_ns", 3), quality(name, "ukbench_map", 2),
          f"{values['max_difference']:.2g}", f"{values['min_cosine']:.4f}"]
         for name, values in found.items()
     ]
