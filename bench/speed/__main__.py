@@ -41,7 +41,8 @@ from cbir.encoders.backbones import create_backbone
 from cbir.encoders.encoder import DEFAULT_BATCH_SIZE, Encoder, EncoderSpec, image_to_tensor
 from cbir.encoders.pooling import make_pooling
 from cbir.core.hashing import content_hash
-from cbir.pipelines.image import extract, image_workers
+from cbir.pipelines.image import extract, extract_sources, image_workers
+from cbir.pipelines.sources import file_sources
 from cbir.io.images import load_image
 from cbir.progress import console
 
@@ -82,21 +83,23 @@ def large_jpegs(sources: list[Path], folder: Path) -> list[Path]:
     return made
 
 
-def pipeline_rate(encoder: Encoder, paths: list[Path], workers: int | None = None) -> float:
+def pipeline_rate(encoder: Encoder, paths: list[Path], workers: int | None = None, decode_ahead: bool = True) -> float:
     """cbir's pipeline end to end: read, hash, decode (JPEG draft), resize; batched forward."""
     started = time.perf_counter()
-    count = sum(len(batch.vectors) for batch in extract(encoder, paths, workers=workers))
+    count = sum(len(batch.vectors) for batch in extract_sources(encoder, file_sources(paths), workers=workers, decode_ahead=decode_ahead))
     return count / (time.perf_counter() - started)
 
 
 def decoding_sweep(encoder: Encoder, sets: dict[str, list[Path]], rounds: int) -> list[list[str]]:
-    """The pipeline's images/s by number of decoding worker processes (0: in-process), best of ``rounds``."""
-    best = {(name, workers): 0.0 for name in sets for workers in DECODING_WORKERS}
+    """The pipeline's images/s in-process (in line, and with a thread decoding ahead) and by number of decoding
+    worker processes, best of ``rounds``."""
+    settings = [(0, False), *((workers, True) for workers in DECODING_WORKERS)]
+    best = {(name, setting): 0.0 for name in sets for setting in settings}
     for _ in range(rounds):
         for name, paths in sets.items():
-            for workers in DECODING_WORKERS:
-                best[name, workers] = max(best[name, workers], pipeline_rate(encoder, paths, workers))
-    return [[name, *(f"{best[name, workers]:.1f}" for workers in DECODING_WORKERS)] for name in sets]
+            for setting in settings:
+                best[name, setting] = max(best[name, setting], pipeline_rate(encoder, paths, *setting))
+    return [[name, *(f"{best[name, setting]:.1f}" for setting in settings)] for name in sets]
 
 
 def ready_tensors(encoder: Encoder, paths: list[Path]) -> list[torch.Tensor]:
@@ -417,7 +420,7 @@ def cli_latency(paths: list[Path], query: Path) -> tuple[list[list[str]], float]
 # report -----------------------------------------------------------------------
 def decoding_place() -> str:
     workers = image_workers()
-    return "in-process" if workers == 0 else f"in {workers} worker process{'es' if workers > 1 else ''}"
+    return "in-process, by a thread one batch ahead" if workers == 0 else f"in {workers} worker process{'es' if workers > 1 else ''}"
 
 
 
@@ -538,13 +541,14 @@ def extraction_sections(args, spec: EncoderSpec, corel: list[Path]) -> dict[str,
         "",
         "### Decoding",
         "",
-        "The pipeline's images/s by decoding worker processes (0: decoded in the main process between batches). "
-        "Workers only pay where cores are left over: the network's threads wait for each other after every "
-        "operation, so a worker that takes one of their cores slows the whole forward pass. By default "
+        "The pipeline's images/s by decoding worker processes (0: decoded in the main process: *in line*, between "
+        "batches, or by a thread one batch ahead of the network, `cbir.pipelines.decoding.ahead`). Workers only pay "
+        "where cores are left over: the network's threads wait for each other after every operation, so a worker "
+        "that takes one of their cores slows the whole forward pass. By default "
         "`cbir.pipelines.image.image_workers` starts one worker per core beyond the network's threads "
-        f"({image_workers()} here).",
+        f"({image_workers()} here), and without workers a thread decodes ahead.",
         "",
-        markdown_table(["images", *(str(workers) for workers in DECODING_WORKERS)], decoding),
+        markdown_table(["images", "0, in line", "0, a thread ahead", *(str(workers) for workers in DECODING_WORKERS[1:])], decoding),
         "",
         "### Batch size",
         "",

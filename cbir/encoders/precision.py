@@ -198,7 +198,11 @@ def cache_dir() -> Path:
 
 def int8_backbone(backbone: nn.Module, identity: dict, calibration: Callable[[], Sequence[torch.Tensor]]) -> OnnxBackbone:
     """``backbone`` (as trained) quantised to int8: made once per ``identity`` (what decides its weights) and cached."""
-    import onnxruntime
+    try:
+        import onnx  # noqa: F401 (the export and the quantisation need it)
+        import onnxruntime
+    except ImportError:
+        raise ValueError("int8 inference needs the onnx and onnxruntime packages: pip install 'cbir[precision]'") from None
 
     key = json.dumps({**identity, "format": INT8_FORMAT, "torch": torch.__version__, "onnxruntime": onnxruntime.__version__}, sort_keys=True)
     path = cache_dir() / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.onnx"

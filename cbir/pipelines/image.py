@@ -1,7 +1,8 @@
 """Whole images: one ``image`` item per image file, in the ``image`` space.
 
-Workers read, hash, decode and resize files and hand over uint8 pixels (a
-quarter of the bytes of float tensors); the main process normalises each
+Workers (or, where no core is left for them, a thread of the main process,
+one batch ahead of the network) read, hash, decode and resize files and
+hand over uint8 pixels (a quarter of the bytes of float tensors); the main process normalises each
 batch in one pass, straight into the channels-last layout the network runs
 in, and runs the network on same-shaped groups.
 """
@@ -20,7 +21,7 @@ from cbir.core.items import Item
 from cbir.encoders.encoder import DEFAULT_BATCH_SIZE, Encoder, EncoderSpec, image_pixels, normalise, resized_size, shared_encoder
 from cbir.io.images import is_image_path, load_image
 from cbir.pipelines.batching import group_by_shape
-from cbir.pipelines.decoding import Decoded, SourceDataset, batches, decoding_workers
+from cbir.pipelines.decoding import Decoded, SourceDataset, ahead, batches, decoding_workers
 from cbir.pipelines.sources import Source, SourceResult, file_sources
 
 IMAGE_SPACE = "image"
@@ -82,10 +83,14 @@ def extract_sources(
     batch_size: int = DEFAULT_BATCH_SIZE,
     workers: int | None = None,
     known_hashes: Sequence[str | None] | None = None,
+    decode_ahead: bool = True,
 ) -> Iterator[ExtractedBatch]:
-    """``extract`` for sources (each one image file)."""
+    """``extract`` for sources (each one image file). Without workers, a thread decodes the next batch
+    while the network runs (``decode_ahead``; ``cbir.pipelines.decoding.ahead``)."""
     dataset = SourceDataset(sources, ImageDecoder(encoder), known_hashes)
-    for batch in batches(dataset, batch_size, image_workers() if workers is None else workers):
+    workers = image_workers() if workers is None else workers
+    loaded = batches(dataset, batch_size, workers)
+    for batch in ahead(loaded) if decode_ahead and workers == 0 else loaded:
         yield ExtractedBatch(batch, encode_decoded(encoder, batch))
 
 
