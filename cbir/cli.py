@@ -220,7 +220,7 @@ def info(collection: Path = CollectionOption, as_json: bool = typer.Option(False
     for kind, count in details["by_kind"].items():
         table.add_row(f"  {kind}", str(count))
     spec = details["encoder"]
-    table.add_row("encoder", f"{spec['backbone']} / {spec['pooling']} / {spec['image_size']}px / scales {spec['scales']}")
+    table.add_row("encoder", f"{spec['backbone']} / {spec['pooling']} / {spec['image_size']}px / scales {spec['scales']} / {spec.get('precision', 'fp32')}")
     for name, space in details["spaces"].items():
         whitened = ", whitened" if space["whitening"] else ""
         effort = f" ({space['search_effort_sets']} {space['search_effort']})" if space["search_effort"] is not None else ""

@@ -110,6 +110,7 @@ def test_a_collection_keeps_its_precision(tmp_path: Path, fp32_vectors: np.ndarr
     assert result.exit_code == 0, result.output
     manifest = json.loads((collection / "manifest.json").read_text())
     assert [space["encoder"]["precision"] for space in manifest["spaces"].values()] == ["bf16"]
+    assert "/ bf16" in runner.invoke(app, ["info", "-c", str(collection)]).output
 
     refused = runner.invoke(app, ["index", str(folder), "-c", str(collection), "--precision", "fp32", "--workers", "0"])
     assert refused.exit_code == 2
