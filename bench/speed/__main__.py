@@ -507,7 +507,8 @@ def extraction_sections(args, spec: EncoderSpec, corel: list[Path]) -> dict[str,
     console.print("extraction: decoding workers")
     decoding = decoding_sweep(encoder, dict(zip(extraction, (corel, large))), args.rounds)
     console.print("extraction: batch sizes")
-    sweep = batch_size_sweep(encoder, unfused, corel[:128], args.rounds)
+    swept = corel[:128]
+    sweep = batch_size_sweep(encoder, unfused, swept, args.rounds)
     stages = stage_profile(encoder, corel[:64])
     profile = pipeline_profile(encoder, corel)
     rows = []
@@ -552,7 +553,7 @@ def extraction_sections(args, spec: EncoderSpec, corel: list[Path]) -> dict[str,
         "",
         "### Batch size",
         "",
-        "The forward pass alone (images/s) on 128 ready Corel tensors (224x336) by images per batch. "
+        f"The forward pass alone (images/s) on {len(swept)} ready Corel tensors (224x336) by images per batch. "
         f"The pipeline uses {DEFAULT_BATCH_SIZE} (`cbir.encoders.encoder.DEFAULT_BATCH_SIZE`).",
         "",
         markdown_table(["network, layout", *map(str, BATCH_SIZES)], sweep),
