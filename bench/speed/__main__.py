@@ -83,7 +83,7 @@ def large_jpegs(sources: list[Path], folder: Path) -> list[Path]:
     return made
 
 
-def pipeline_rate(encoder: Encoder, paths: list[Path], workers: int | None = None, decode_ahead: bool = True) -> float:
+def pipeline_rate(encoder: Encoder, paths: list[Path], workers: int | None = None, decode_ahead: bool = False) -> float:
     """cbir's pipeline end to end: read, hash, decode (JPEG draft), resize; batched forward."""
     started = time.perf_counter()
     count = sum(len(batch.vectors) for batch in extract_sources(encoder, file_sources(paths), workers=workers, decode_ahead=decode_ahead))
@@ -93,7 +93,7 @@ def pipeline_rate(encoder: Encoder, paths: list[Path], workers: int | None = Non
 def decoding_sweep(encoder: Encoder, sets: dict[str, list[Path]], rounds: int) -> list[list[str]]:
     """The pipeline's images/s in-process (in line, and with a thread decoding ahead) and by number of decoding
     worker processes, best of ``rounds``."""
-    settings = [(0, False), *((workers, True) for workers in DECODING_WORKERS)]
+    settings = [(0, False), (0, True), *((workers, False) for workers in DECODING_WORKERS[1:])]
     best = {(name, setting): 0.0 for name in sets for setting in settings}
     for _ in range(rounds):
         for name, paths in sets.items():
@@ -420,7 +420,7 @@ def cli_latency(paths: list[Path], query: Path) -> tuple[list[list[str]], float]
 # report -----------------------------------------------------------------------
 def decoding_place() -> str:
     workers = image_workers()
-    return "in-process, by a thread one batch ahead" if workers == 0 else f"in {workers} worker process{'es' if workers > 1 else ''}"
+    return "in-process" if workers == 0 else f"in {workers} worker process{'es' if workers > 1 else ''}"
 
 
 
@@ -547,7 +547,7 @@ def extraction_sections(args, spec: EncoderSpec, corel: list[Path]) -> dict[str,
         "where cores are left over: the network's threads wait for each other after every operation, so a worker "
         "that takes one of their cores slows the whole forward pass. By default "
         "`cbir.pipelines.image.image_workers` starts one worker per core beyond the network's threads "
-        f"({image_workers()} here), and without workers a thread decodes ahead.",
+        f"({image_workers()} here); decoding ahead in a thread is `extract_sources(..., decode_ahead=True)`, off by default.",
         "",
         markdown_table(["images", "0, in line", "0, a thread ahead", *(str(workers) for workers in DECODING_WORKERS[1:])], decoding),
         "",

@@ -1,8 +1,7 @@
 """Whole images: one ``image`` item per image file, in the ``image`` space.
 
-Workers (or, where no core is left for them, a thread of the main process,
-one batch ahead of the network) read, hash, decode and resize files and
-hand over uint8 pixels (a quarter of the bytes of float tensors); the main process normalises each
+Workers read, hash, decode and resize files and hand over uint8 pixels (a
+quarter of the bytes of float tensors); the main process normalises each
 batch in one pass, straight into the channels-last layout the network runs
 in, and runs the network on same-shaped groups.
 """
@@ -83,10 +82,10 @@ def extract_sources(
     batch_size: int = DEFAULT_BATCH_SIZE,
     workers: int | None = None,
     known_hashes: Sequence[str | None] | None = None,
-    decode_ahead: bool = True,
+    decode_ahead: bool = False,
 ) -> Iterator[ExtractedBatch]:
-    """``extract`` for sources (each one image file). Without workers, a thread decodes the next batch
-    while the network runs (``decode_ahead``; ``cbir.pipelines.decoding.ahead``)."""
+    """``extract`` for sources (each one image file). With ``decode_ahead`` and no workers, a thread decodes the
+    next batch while the network runs (``cbir.pipelines.decoding.ahead``; off until bench.speed shows it pays)."""
     dataset = SourceDataset(sources, ImageDecoder(encoder), known_hashes)
     workers = image_workers() if workers is None else workers
     loaded = batches(dataset, batch_size, workers)
