@@ -18,6 +18,7 @@ from cbir.commands.common import (
     GemOption,
     MultiscaleOption,
     PoolingOption,
+    PrecisionOption,
     SizeOption,
     WeightsOption,
     encoder_spec_from_options,
@@ -54,6 +55,7 @@ def index(
     multiscale: Optional[bool] = MultiscaleOption,
     weights: Optional[Path] = WeightsOption,
     encoder: Optional[Path] = EncoderFileOption,
+    precision: Optional[str] = PrecisionOption,
     index_type: str = typer.Option("Flat", "--index", help="FAISS factory string for a new collection: Flat (exact), IVF1024,Flat for large collections, HNSW32, IVF1024,PQ64,Refine(SQ8) ..."),
     search_effort: Optional[int] = typer.Option(
         None, "--search-effort", help="IVF nprobe / HNSW efSearch the collection searches at, stored with it (default 16 / 64)."
@@ -81,26 +83,26 @@ def index(
     """Index images (and videos) into a collection; re-running adds only new or changed files."""
     if medical:
         with user_errors():
-            spec = encoder_spec_from_options(backbone, pooling, gem_p, size, multiscale, weights, encoder)
+            spec = encoder_spec_from_options(backbone, pooling, gem_p, size, multiscale, weights, encoder, precision)
         return index_medical(directories, collection, spec, sync, batch_size, workers, as_json, index_type)
     if objects or any(option is not None for option in (detector, min_score, max_boxes, min_box)):
         with user_errors():
             if not objects:
                 raise ValueError("--detector, --min-score, --max-boxes and --min-box set how --objects detects: add --objects")
-            spec = encoder_spec_from_options(backbone, pooling, gem_p, size, multiscale, weights, encoder)
+            spec = encoder_spec_from_options(backbone, pooling, gem_p, size, multiscale, weights, encoder, precision)
         return index_objects(
             directories, collection, spec, detector, (min_score, max_boxes, min_box), index_type, search_effort, sync, batch_size, workers, as_json
         )
     if faces:
         with user_errors():
             missing_inputs(directories)
-            spec = encoder_spec_from_options(backbone, pooling, gem_p, size, multiscale, weights, encoder)
+            spec = encoder_spec_from_options(backbone, pooling, gem_p, size, multiscale, weights, encoder, precision)
         return index_faces(directories, collection, None, sync, batch_size, workers, as_json, spec, index_type)
     from cbir.collection.collection import Collection
 
     with user_errors():
         missing_inputs(directories)
-        spec = encoder_spec_from_options(backbone, pooling, gem_p, size, multiscale, weights, encoder)
+        spec = encoder_spec_from_options(backbone, pooling, gem_p, size, multiscale, weights, encoder, precision)
         collection = collection.expanduser()
         with removed_if_new_and_failed(collection):
             store = Collection.open_or_create(collection, spec, index_type, search_effort, vector_store)
@@ -218,7 +220,7 @@ def info(collection: Path = CollectionOption, as_json: bool = typer.Option(False
     for kind, count in details["by_kind"].items():
         table.add_row(f"  {kind}", str(count))
     spec = details["encoder"]
-    table.add_row("encoder", f"{spec['backbone']} / {spec['pooling']} / {spec['image_size']}px / scales {spec['scales']}")
+    table.add_row("encoder", f"{spec['backbone']} / {spec['pooling']} / {spec['image_size']}px / scales {spec['scales']} / {spec.get('precision', 'fp32')}")
     for name, space in details["spaces"].items():
         whitened = ", whitened" if space["whitening"] else ""
         effort = f" ({space['search_effort_sets']} {space['search_effort']})" if space["search_effort"] is not None else ""

@@ -1,4 +1,4 @@
-"""Speed: extraction (naive baseline, cbir pipeline, forward-only ceiling), FAISS search at scale,
+"""Speed: extraction (naive baseline, cbir pipeline, forward-only ceiling), reduced precision, FAISS search at scale,
 and the latency of one `cbir search` from the command line.
 
     python -m bench.speed [--data DIR] [--images N] [--sizes 10000 100000 1000000]
@@ -34,14 +34,15 @@ from PIL import Image
 from torchvision import transforms
 
 from bench.common import RESULTS, RunClock, command_line, default_data, machine_description, markdown_table
-from bench.speed import peers, threads
+from bench.speed import peers, precision, threads
 from bench.vectors import clustered_vectors
 from cbir.collection.vector_index import DEFAULT_SEARCH_EFFORT, LARGE_COLLECTION_INDEX, REFINE_K_FACTOR, VectorIndex
 from cbir.encoders.backbones import create_backbone
 from cbir.encoders.encoder import DEFAULT_BATCH_SIZE, Encoder, EncoderSpec, image_to_tensor
 from cbir.encoders.pooling import make_pooling
 from cbir.core.hashing import content_hash
-from cbir.pipelines.image import extract, image_workers
+from cbir.pipelines.image import extract, extract_sources, image_workers
+from cbir.pipelines.sources import file_sources
 from cbir.io.images import load_image
 from cbir.progress import console
 
@@ -53,7 +54,7 @@ HNSW_BUILD_BUDGET_S = 900
 BATCH_SIZES = (1, 2, 4, 8, 16, 32)
 DECODING_WORKERS = (0, 1, 2)
 LATENCY_ROUNDS = 5
-SECTIONS = ("extraction", "search", "large", "latency", "threads", "peers")
+SECTIONS = ("extraction", "precision", "search", "large", "latency", "threads", "peers")
 LARGE_COUNT = 1_000_000
 LARGE_EFFORTS = (8, 16, 32)
 SERVE_START_S = 600
@@ -82,21 +83,23 @@ def large_jpegs(sources: list[Path], folder: Path) -> list[Path]:
     return made
 
 
-def pipeline_rate(encoder: Encoder, paths: list[Path], workers: int | None = None) -> float:
+def pipeline_rate(encoder: Encoder, paths: list[Path], workers: int | None = None, decode_ahead: bool = False) -> float:
     """cbir's pipeline end to end: read, hash, decode (JPEG draft), resize; batched forward."""
     started = time.perf_counter()
-    count = sum(len(batch.vectors) for batch in extract(encoder, paths, workers=workers))
+    count = sum(len(batch.vectors) for batch in extract_sources(encoder, file_sources(paths), workers=workers, decode_ahead=decode_ahead))
     return count / (time.perf_counter() - started)
 
 
 def decoding_sweep(encoder: Encoder, sets: dict[str, list[Path]], rounds: int) -> list[list[str]]:
-    """The pipeline's images/s by number of decoding worker processes (0: in-process), best of ``rounds``."""
-    best = {(name, workers): 0.0 for name in sets for workers in DECODING_WORKERS}
+    """The pipeline's images/s in-process (in line, and with a thread decoding ahead) and by number of decoding
+    worker processes, best of ``rounds``."""
+    settings = [(0, False), (0, True), *((workers, False) for workers in DECODING_WORKERS[1:])]
+    best = {(name, setting): 0.0 for name in sets for setting in settings}
     for _ in range(rounds):
         for name, paths in sets.items():
-            for workers in DECODING_WORKERS:
-                best[name, workers] = max(best[name, workers], pipeline_rate(encoder, paths, workers))
-    return [[name, *(f"{best[name, workers]:.1f}" for workers in DECODING_WORKERS)] for name in sets]
+            for setting in settings:
+                best[name, setting] = max(best[name, setting], pipeline_rate(encoder, paths, *setting))
+    return [[name, *(f"{best[name, setting]:.1f}" for setting in settings)] for name in sets]
 
 
 def ready_tensors(encoder: Encoder, paths: list[Path]) -> list[torch.Tensor]:
@@ -432,6 +435,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--exact-queries", type=int, default=200, help="Queries the exact baseline of the large section runs.")
     parser.add_argument("--thread-images", type=int, default=48, help="Corel photos per process in the threads section.")
     parser.add_argument("--peer-images", type=int, default=200, help="Corel photos each contender of the peers section indexes.")
+    parser.add_argument("--precision-images", type=int, default=128, help="Corel photos each precision is timed on.")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS),
                         help="Measure these sections and replace them in --out, keeping the others.")
     parser.add_argument("--work", type=Path, default=Path.home() / ".cache" / "cbir" / "bench", help="Where the 12 MP JPEGs are written.")
@@ -446,6 +450,10 @@ def main(argv: list[str] | None = None) -> int:
     sections: dict[str, str] = {}
     if "extraction" in args.only:
         sections.update(extraction_sections(args, spec, corel))
+    if "precision" in args.only:
+        section_clock = RunClock()
+        found = precision.measure(args.data, args.precision_images, max(args.rounds, 3))
+        sections[PRECISION_HEADING] = precision_section(args, found, section_clock)
     if "search" in args.only:
         search_rows, search_notes = measure_search(args.sizes)
         sections[SEARCH_HEADING] = search_section(search_rows, search_notes)
@@ -472,12 +480,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+PRECISION_HEADING = "## Reduced precision"
 SEARCH_HEADING = f"## Search ({DIM}-d synthetic vectors, {QUERIES} queries, k = {K})"
 LARGE_HEADING = "## 1M vectors: the index for large collections"
 LATENCY_HEADING = "## `cbir search` from the command line"
 THREADS_HEADING = "## Threads and waiting"
 PEERS_HEADING = "## A peer on the same network"
-ORDER = ("## Extraction", SEARCH_HEADING, LARGE_HEADING, LATENCY_HEADING, THREADS_HEADING, PEERS_HEADING)
+ORDER = ("## Extraction", PRECISION_HEADING, SEARCH_HEADING, LARGE_HEADING, LATENCY_HEADING, THREADS_HEADING, PEERS_HEADING)
 
 
 def section_run(clock: RunClock) -> str:
@@ -486,6 +495,7 @@ def section_run(clock: RunClock) -> str:
 
 
 def extraction_sections(args, spec: EncoderSpec, corel: list[Path]) -> dict[str, str]:
+    clock = RunClock()
     encoder, unfused = Encoder(spec).for_inference(), Encoder(spec)
     encoders = {"ceiling": encoder, "unfused": unfused}
     naives = {"naive": NaiveExtractor(spec), "naive uncropped": NaiveExtractor(spec, crop=False)}
@@ -497,7 +507,8 @@ def extraction_sections(args, spec: EncoderSpec, corel: list[Path]) -> dict[str,
     console.print("extraction: decoding workers")
     decoding = decoding_sweep(encoder, dict(zip(extraction, (corel, large))), args.rounds)
     console.print("extraction: batch sizes")
-    sweep = batch_size_sweep(encoder, unfused, corel[:128], args.rounds)
+    swept = corel[:128]
+    sweep = batch_size_sweep(encoder, unfused, swept, args.rounds)
     stages = stage_profile(encoder, corel[:64])
     profile = pipeline_profile(encoder, corel)
     rows = []
@@ -509,6 +520,8 @@ def extraction_sections(args, spec: EncoderSpec, corel: list[Path]) -> dict[str,
         ])
     lines = [
         f"## Extraction (images/s, best of {args.rounds} alternating rounds)",
+        "",
+        section_run(clock),
         "",
         f"Encoder {spec.backbone} + {spec.pooling}, short side {spec.image_size} px. "
         f"{args.images} Corel photos and {args.large} JPEGs upscaled from Corel photos to 12 megapixels.",
@@ -529,17 +542,18 @@ def extraction_sections(args, spec: EncoderSpec, corel: list[Path]) -> dict[str,
         "",
         "### Decoding",
         "",
-        "The pipeline's images/s by decoding worker processes (0: decoded in the main process between batches). "
-        "Workers only pay where cores are left over: the network's threads wait for each other after every "
-        "operation, so a worker that takes one of their cores slows the whole forward pass. By default "
+        "The pipeline's images/s by decoding worker processes (0: decoded in the main process: *in line*, between "
+        "batches, or by a thread one batch ahead of the network, `cbir.pipelines.decoding.ahead`). Workers only pay "
+        "where cores are left over: the network's threads wait for each other after every operation, so a worker "
+        "that takes one of their cores slows the whole forward pass. By default "
         "`cbir.pipelines.image.image_workers` starts one worker per core beyond the network's threads "
-        f"({image_workers()} here).",
+        f"({image_workers()} here); decoding ahead in a thread is `extract_sources(..., decode_ahead=True)`, off by default.",
         "",
-        markdown_table(["images", *(str(workers) for workers in DECODING_WORKERS)], decoding),
+        markdown_table(["images", "0, in line", "0, a thread ahead", *(str(workers) for workers in DECODING_WORKERS[1:])], decoding),
         "",
         "### Batch size",
         "",
-        "The forward pass alone (images/s) on 128 ready Corel tensors (224x336) by images per batch. "
+        f"The forward pass alone (images/s) on {len(swept)} ready Corel tensors (224x336) by images per batch. "
         f"The pipeline uses {DEFAULT_BATCH_SIZE} (`cbir.encoders.encoder.DEFAULT_BATCH_SIZE`).",
         "",
         markdown_table(["network, layout", *map(str, BATCH_SIZES)], sweep),
@@ -557,6 +571,45 @@ def extraction_sections(args, spec: EncoderSpec, corel: list[Path]) -> dict[str,
         "```",
     ]
     return {ORDER[0]: "\n".join(lines)}
+
+
+def precision_section(args, found: dict[str, dict], clock: RunClock) -> str:
+    reference = found["fp32"]
+    rounds = max(args.rounds, 3)
+
+    def quality(name: str, key: str, digits: int = 1) -> str:
+        if key not in found[name]:
+            return "-"
+        value, change = found[name][key], found[name][key] - reference[key]
+        return f"{value:.{digits}f}" if name == "fp32" else f"{value:.{digits}f} ({change:+.{digits}f})"
+
+    rows = [
+        [name if name != "fp32" else "fp32 (default)", f"{values['pipeline'] / reference['pipeline']:.2f}x",
+         f"{values['forward'] / reference['forward']:.2f}x", f"{values['pipeline']:.1f}", f"{values['forward']:.1f}",
+         quality(name, "corel_map", 2), quality(name, "ukbench_ns", 3), quality(name, "ukbench_map", 2),
+         f"{values['max_difference']:.2g}", f"{values['min_cosine']:.4f}"]
+        for name, values in found.items()
+    ]
+    bf16 = "has" if reference["native_bf16"] else "lacks"
+    return "\n".join([
+        PRECISION_HEADING,
+        "",
+        section_run(clock),
+        "",
+        f"The default encoder at each precision `cbir index --precision` offers (`cbir.encoders.precision`), timed on "
+        f"{args.precision_images} Corel photos in one process, the encoders taking turns, median of {rounds} rounds: the "
+        "whole pipeline and the forward pass alone on ready tensors. *bf16*: the network rewritten for inference with "
+        f"bfloat16 weights and activations (this CPU {bf16} native bfloat16: oneDNN's check, AVX512-BF16 or AMX). "
+        "*int8*: exported to ONNX and statically quantised with onnxruntime (QDQ, per-channel int8 weights, uint8 "
+        "activations), calibrated on 12 photos bundled with scikit-image. *fp32, onnxruntime*: the fp32 network run "
+        "by onnxruntime instead of torch, not an option. Quality: every Corel-1k photo queries all others (mAP over "
+        "the whole ranking), every UKBench image queries all 56 (N-S score out of 4, and mAP), each change against "
+        "fp32 in brackets. Descriptor differences: against fp32 on the ready tensors of one shape, after L2 "
+        "normalisation.",
+        "",
+        markdown_table(["precision", "pipeline vs fp32", "forward vs fp32", "pipeline images/s", "forward images/s",
+                        "Corel-1k mAP", "UKBench N-S", "UKBench mAP", "max descriptor difference", "lowest cosine to fp32"], rows),
+    ])
 
 
 def search_section(search_rows: list[list[str]], search_notes: list[str]) -> str:

@@ -315,6 +315,11 @@ class Collection:
 
     def check_encoder(self, spec: EncoderSpec) -> None:
         stored = self.encoder_spec
+        if spec.precision != stored.precision:
+            raise CollectionError(
+                f"{self.path} was indexed at precision {stored.precision}, not {spec.precision}: vectors of two precisions "
+                f"do not mix; index at {stored.precision} (omit --precision) or into a new collection"
+            )
         if spec.identity() != stored.identity():
             differences = {
                 key: (value, spec.identity().get(key))

@@ -89,6 +89,9 @@ SizeOption = typer.Option(None, help="Short side of the resized image, in pixels
 MultiscaleOption = typer.Option(None, "--multiscale/--single-scale", help="Average over scales 1, 1/sqrt(2), 1/2.")
 WeightsOption = typer.Option(None, help="Backbone weights file (state dict).")
 EncoderFileOption = typer.Option(None, "--encoder", help="A fine-tuned encoder file from 'cbir train' (replaces the options above).")
+PrecisionOption = typer.Option(
+    None, "--precision", help="What the network computes in: fp32 (default), bf16 or int8 (faster, slightly different vectors); a collection keeps its own."
+)
 
 
 @contextlib.contextmanager
@@ -149,10 +152,11 @@ def encoder_spec_from_options(
     multiscale: Optional[bool],
     weights: Optional[Path],
     encoder_file: Optional[Path] = None,
+    precision: Optional[str] = None,
 ) -> EncoderSpec | None:
     """An EncoderSpec from the options given, or None when none was given.
 
-    With ``encoder_file`` (from ``cbir train``) only ``size`` and ``multiscale`` may be changed.
+    With ``encoder_file`` (from ``cbir train``) only ``size``, ``multiscale`` and ``precision`` may be changed.
     """
     from cbir.encoders.spec import MULTI_SCALES, EncoderSpec
 
@@ -163,6 +167,8 @@ def encoder_spec_from_options(
             raise ValueError("--encoder FILE already fixes backbone, pooling and weights: drop those options")
         spec = encoder_spec_from_file(encoder_file.expanduser())
         changes = {"image_size": size} if size is not None else {}
+        if precision is not None:
+            changes["precision"] = precision
         if multiscale is not None:
             changes["scales"] = MULTI_SCALES if multiscale else (1.0,)
         return dataclasses.replace(spec, **changes)
@@ -173,6 +179,7 @@ def encoder_spec_from_options(
         "image_size": size,
         "scales": MULTI_SCALES if multiscale else ((1.0,) if multiscale is not None else None),
         "weights": str(weights.expanduser().resolve()) if weights else None,
+        "precision": precision,
     }
     given = {key: value for key, value in given.items() if value is not None}
     return EncoderSpec(**given) if given else None

@@ -20,6 +20,7 @@ from torch import nn
 from cbir.encoders.backbones import InputConfig, create_backbone
 from cbir.encoders.fusion import fuse_for_inference
 from cbir.encoders.pooling import make_pooling
+from cbir.encoders.precision import Bf16Backbone, calibration_photos, int8_backbone
 from cbir.encoders.spec import DEFAULT_BATCH_SIZE, MULTI_SCALES, EncoderSpec, file_sha256  # noqa: F401 (also imported from here)
 from cbir.io.atomic import atomic_write
 
@@ -57,11 +58,20 @@ class Encoder(nn.Module):
             self.projection.load_state_dict(projection)
 
     def for_inference(self) -> "Encoder":
-        """This encoder with its backbone rewritten to run faster (``cbir.encoders.fusion``), same vectors;
-        it can no longer be trained or saved."""
-        self.backbone = fuse_for_inference(self.backbone)
+        """This encoder with its backbone rewritten to run faster (``cbir.encoders.fusion``), same vectors,
+        at the spec's precision (``cbir.encoders.precision``); it can no longer be trained or saved."""
+        if self.spec.precision == "int8":
+            self.backbone = int8_backbone(self.backbone, self.spec.identity(), self._calibration)
+        else:
+            self.backbone = fuse_for_inference(self.backbone)
+            if self.spec.precision == "bf16":
+                self.backbone = Bf16Backbone(self.backbone)
         self.inference_only = True
         return self
+
+    def _calibration(self) -> list[torch.Tensor]:
+        """The int8 calibration photos as this encoder feeds them to its network."""
+        return [self.to_tensor(Image.fromarray(photo)) for photo in calibration_photos()]
 
     @property
     def dim(self) -> int:

@@ -15,6 +15,7 @@ from pathlib import Path
 from cbir.encoders.errors import WeightsUnavailableError, missing_weights_message
 
 MULTI_SCALES = (1.0, 1 / math.sqrt(2), 0.5)
+PRECISIONS = ("fp32", "bf16", "int8")  # see cbir.encoders.precision
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,9 @@ class EncoderSpec:
     that multiple of it. ``scales`` > 1 entry averages descriptors over
     rescaled copies. ``checkpoint`` is an encoder file written by
     ``save_encoder_file`` (fine-tuned weights and projection); its SHA-256
-    is part of the identity, its path is not.
+    is part of the identity, its path is not. ``precision`` is what the network
+    computes in once prepared for inference: ``fp32`` (as trained), ``bf16`` or
+    ``int8`` (``cbir.encoders.precision``).
     """
 
     backbone: str = "efficientnet_lite0"
@@ -40,10 +43,13 @@ class EncoderSpec:
     weights_sha256: str | None = field(default=None)
     checkpoint: str | None = None
     checkpoint_sha256: str | None = field(default=None)
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         if self.image_size < 32:
             raise ValueError("image_size must be at least 32 pixels")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
         object.__setattr__(self, "scales", tuple(float(s) for s in self.scales))
         if not self.scales or any(s <= 0 for s in self.scales):
             raise ValueError("scales must be positive numbers")
@@ -65,10 +71,13 @@ class EncoderSpec:
         return cls(**{key: value for key, value in data.items() if key in known})
 
     def identity(self) -> dict:
-        """The fields that must agree for two encoders to give the same vectors."""
+        """The fields that must agree for two encoders to give the same vectors (``fp32`` leaves the
+        identity as it was before precisions were recorded: older collections and caches still match)."""
         data = self.to_dict()
         data.pop("weights")
         data.pop("checkpoint")
+        if data["precision"] == "fp32":
+            data.pop("precision")
         return data
 
 
