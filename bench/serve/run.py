@@ -95,6 +95,13 @@ class LoadResult:
     def percentile(self, q: float) -> float:
         return float(np.percentile(self.latencies, q) * 1000) if self.latencies else float("nan")
 
+    def record(self, problem: str | None, started: float) -> None:
+        """One answered request: its latency when it was right, else its problem counted."""
+        if problem is None:
+            self.latencies.append(time.perf_counter() - started)
+        else:
+            self.failures[problem] += 1
+
 
 @dataclass
 class Shot:
@@ -292,10 +299,7 @@ async def fire(port: int, mode: str, clients: int, seconds: float, queries: list
                 problem = _problem(*await connection.send(requests[turn % len(queries)]), query)
             except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as error:
                 problem = type(error).__name__
-            if problem is None:
-                result.latencies.append(time.perf_counter() - started)
-            else:
-                result.failures[problem] += 1
+            result.record(problem, started)
             turn += clients
         connection.close()
 
@@ -327,10 +331,7 @@ async def _fire_httpx(base: str, mode: str, clients: int, seconds: float, querie
                     problem = await one(queries[turn % len(queries)])
                 except httpx.HTTPError as error:
                     problem = type(error).__name__
-                if problem is None:
-                    result.latencies.append(time.perf_counter() - started)
-                else:
-                    result.failures[problem] += 1
+                result.record(problem, started)
                 turn += clients
 
         started = time.perf_counter()
