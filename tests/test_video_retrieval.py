@@ -16,22 +16,8 @@ from typer.testing import CliRunner  # noqa: E402
 from cbir.evaluation.video_copies import make_copies, synthetic_frames  # noqa: E402
 from cbir.pipelines.video import describe_video  # noqa: E402
 from cbir.io.video import Sampling  # noqa: E402
-from cbir.io.video_writer import VideoWriter  # noqa: E402
 from cbir.search.temporal import FrameTable, photo_moments, search_clip  # noqa: E402
-
-SIZE = (128, 96)
-FPS = 10.0
-
-
-def write_scenes(path, seeds, seconds=2.0):
-    """One generated scene per seed, hard cuts between them."""
-    with VideoWriter(path, SIZE, FPS) as writer:
-        start = 0.0
-        for seed in seeds:
-            for time, pixels in synthetic_frames(np.random.default_rng(seed), SIZE, seconds, FPS):
-                writer.write(pixels, start + time)
-            start += seconds
-    return path
+from tests.video_support import FPS, SIZE, write_scenes  # noqa: E402
 
 
 def test_a_photo_finds_its_moment(tmp_path, encoder):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import pickle
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -18,7 +17,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from bench.common import REPOSITORY, RESULTS, RunClock, command_line, default_data, machine_description, markdown_table
-from bench.objects.indexing import SECTION
+from bench.objects.indexing import SECTION, prepare
 from cbir.detectors import DetectionSettings, load_detector
 from cbir.encoders.encoder import EncoderSpec, shared_encoder
 from cbir.encoders.regions import crop_box, describe_crops, describe_with_regions
@@ -131,13 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--picture", type=Path, default=PICTURE)
     parser.add_argument("--picture-class", default="horse")
     args = parser.parse_args(argv)
-    voc = args.data / "voc_dev"
-    if not (voc / "objects.csv").is_file():
-        sys.exit(f"{voc} is missing: this benchmark needs the shared voc_dev data (--data DIR)")
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    voc = prepare(args.data, args.threads)
     clock = RunClock()
     objects, skipped = read_objects(voc / "objects.csv", voc / "JPEGImages")
     if args.photos is not None:

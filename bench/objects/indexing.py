@@ -130,6 +130,18 @@ def write_section(path: Path, text: str) -> None:
     path.write_text(old.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n", encoding="utf-8")
 
 
+def prepare(data: Path, threads: int | None) -> Path:
+    """The shared ``voc_dev`` folder under ``data`` (exits when it is missing), torch limited to ``threads`` if given."""
+    voc = data / "voc_dev"
+    if not (voc / "objects.csv").is_file():
+        sys.exit(f"{voc} is missing: this benchmark needs the shared voc_dev data (--data DIR)")
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    return voc
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=default_data())
@@ -139,13 +151,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=RESULTS / "objects.md")
     parser.add_argument("--picture", type=Path, default=PICTURE)
     args = parser.parse_args(argv)
-    voc = args.data / "voc_dev"
-    if not (voc / "objects.csv").is_file():
-        sys.exit(f"{voc} is missing: this benchmark needs the shared voc_dev data (--data DIR)")
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    voc = prepare(args.data, args.threads)
     clock = RunClock()
     classes = photo_classes(voc)
     names = list(classes)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import tempfile
 import warnings
 from pathlib import Path
@@ -31,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cbir.core.caches import cache_folder
 from cbir.encoders.fusion import SymmetricSameConv2d
 from cbir.io.atomic import atomic_write
 
@@ -192,8 +192,7 @@ def quantize_int8(fp32_path: str | Path, path: str | Path, calibration: Sequence
 
 def cache_dir() -> Path:
     """``$CBIR_CACHE/int8``, else ``~/.cache/cbir/int8``."""
-    root = os.environ.get("CBIR_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "cbir"
-    return Path(root) / "int8"
+    return cache_folder("int8")
 
 
 def int8_backbone(backbone: nn.Module, identity: dict, calibration: Callable[[], Sequence[torch.Tensor]]) -> OnnxBackbone:

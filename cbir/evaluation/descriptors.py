@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -26,6 +25,7 @@ from filelock import FileLock
 from PIL import Image
 from torch import nn
 
+from cbir.core.caches import cache_folder
 from cbir.core.hashing import content_hash
 from cbir.encoders.encoder import DEFAULT_BATCH_SIZE, Encoder, EncoderSpec, file_sha256
 from cbir.encoders.pooling import make_pooling
@@ -40,8 +40,7 @@ ProgressCallback = Callable[[int, int], None]
 
 def default_cache_dir() -> Path:
     """``$CBIR_CACHE/descriptors``, else ``~/.cache/cbir/descriptors``."""
-    root = os.environ.get("CBIR_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "cbir"
-    return Path(root) / "descriptors"
+    return cache_folder("descriptors")
 
 
 @dataclass(frozen=True)
