@@ -3,7 +3,7 @@ and the latency of one `cbir search` from the command line.
 
     python -m bench.speed [--data DIR] [--images N] [--sizes 10000 100000 1000000]
 
-Writes bench/results/speed.md. Every timing is the best of ``--rounds``
+Writes bench/results/speed.md. Every timing is the median of ``--rounds``
 alternating runs, so that other load on the machine hurts all methods alike.
 """
 
@@ -34,7 +34,7 @@ from PIL import Image
 from torchvision import transforms
 
 from bench.common import RESULTS, RunClock, command_line, default_data, machine_description, markdown_table
-from bench.speed import peers, precision, threads
+from bench.speed import jpeg, peers, precision, threads
 from bench.vectors import clustered_vectors
 from cbir.collection.vector_index import DEFAULT_SEARCH_EFFORT, LARGE_COLLECTION_INDEX, REFINE_K_FACTOR, VectorIndex
 from cbir.encoders.backbones import create_backbone
@@ -92,14 +92,14 @@ def pipeline_rate(encoder: Encoder, paths: list[Path], workers: int | None = Non
 
 def decoding_sweep(encoder: Encoder, sets: dict[str, list[Path]], rounds: int) -> list[list[str]]:
     """The pipeline's images/s in-process (in line, and with a thread decoding ahead) and by number of decoding
-    worker processes, best of ``rounds``."""
+    worker processes, median of ``rounds``."""
     settings = [(0, False), (0, True), *((workers, False) for workers in DECODING_WORKERS[1:])]
-    best = {(name, setting): 0.0 for name in sets for setting in settings}
+    rates: dict[tuple, list[float]] = {(name, setting): [] for name in sets for setting in settings}
     for _ in range(rounds):
         for name, paths in sets.items():
             for setting in settings:
-                best[name, setting] = max(best[name, setting], pipeline_rate(encoder, paths, *setting))
-    return [[name, *(f"{best[name, setting]:.1f}" for setting in settings)] for name in sets]
+                rates[name, setting].append(pipeline_rate(encoder, paths, *setting))
+    return [[name, *(f"{statistics.median(rates[name, setting]):.1f}" for setting in settings)] for name in sets]
 
 
 def ready_tensors(encoder: Encoder, paths: list[Path]) -> list[torch.Tensor]:
@@ -151,24 +151,24 @@ class NaiveExtractor:
 
 
 def measure_extraction(encoders: dict[str, Encoder], naives: dict[str, NaiveExtractor], paths: list[Path], rounds: int) -> dict[str, float]:
-    """Best images/s of each method over alternating rounds: the pipeline, the forward pass alone of each
+    """Median images/s of each method over alternating rounds: the pipeline, the forward pass alone of each
     encoder (``ceiling`` is the pipeline's), and the naive baselines."""
     tensors = ready_tensors(encoders["ceiling"], paths)
     for encoder in encoders.values():
         ceiling_rate(encoder, tensors[:8])  # warm-up
-    best = dict.fromkeys(["pipeline", *encoders, *naives], 0.0)
+    rates: dict[str, list[float]] = {name: [] for name in ["pipeline", *encoders, *naives]}
     for _ in range(rounds):
         for name, encoder in encoders.items():
-            best[name] = max(best[name], ceiling_rate(encoder, tensors))
-        best["pipeline"] = max(best["pipeline"], pipeline_rate(encoders["ceiling"], paths))
+            rates[name].append(ceiling_rate(encoder, tensors))
+        rates["pipeline"].append(pipeline_rate(encoders["ceiling"], paths))
         for name, naive in naives.items():
-            best[name] = max(best[name], naive.rate(paths))
-    return best
+            rates[name].append(naive.rate(paths))
+    return {name: statistics.median(values) for name, values in rates.items()}
 
 
 def batch_size_sweep(fused: Encoder, unfused: Encoder, paths: list[Path], rounds: int) -> list[list[str]]:
     """Forward-only images/s by batch size: the pipeline's network, and without the inference rewrites
-    in both memory layouts (best of ``rounds``)."""
+    in both memory layouts (median of ``rounds``)."""
     tensors = ready_tensors(fused, paths)
     rows = []
     for name, encoder, memory_format in (
@@ -180,7 +180,7 @@ def batch_size_sweep(fused: Encoder, unfused: Encoder, paths: list[Path], rounds
         row = [name]
         for batch_size in BATCH_SIZES:
             ceiling_rate(encoder, tensors[: 2 * batch_size], batch_size)  # warm-up for this shape
-            row.append(f"{max(ceiling_rate(encoder, tensors, batch_size) for _ in range(rounds)):.1f}")
+            row.append(f"{statistics.median(ceiling_rate(encoder, tensors, batch_size) for _ in range(rounds)):.1f}")
         rows.append(row)
         encoder.backbone.to(memory_format=torch.channels_last)
     return rows
@@ -429,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=default_data(), help="The shared benchmark data folder (needs corel1k).")
     parser.add_argument("--images", type=int, default=300, help="Corel photos per extraction run.")
     parser.add_argument("--large", type=int, default=16, help="12-megapixel JPEGs per extraction run.")
-    parser.add_argument("--rounds", type=int, default=2, help="Alternating rounds; the best of them is reported.")
+    parser.add_argument("--rounds", type=int, default=3, help="Alternating rounds; their median is reported.")
     parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000, 1_000_000], help="Vector counts for search.")
     parser.add_argument("--large-count", type=int, default=LARGE_COUNT, help="Vectors for the large-collection index.")
     parser.add_argument("--exact-queries", type=int, default=200, help="Queries the exact baseline of the large section runs.")
@@ -506,6 +506,8 @@ def extraction_sections(args, spec: EncoderSpec, corel: list[Path]) -> dict[str,
         extraction[name] = measure_extraction(encoders, naives, paths, args.rounds)
     console.print("extraction: decoding workers")
     decoding = decoding_sweep(encoder, dict(zip(extraction, (corel, large))), args.rounds)
+    console.print("extraction: JPEG decoders")
+    decoders = jpeg.compare(encoder, dict(zip(extraction, (corel, large))), args.rounds)
     console.print("extraction: batch sizes")
     swept = corel[:128]
     sweep = batch_size_sweep(encoder, unfused, swept, args.rounds)
@@ -514,12 +516,12 @@ def extraction_sections(args, spec: EncoderSpec, corel: list[Path]) -> dict[str,
     rows = []
     for name, rates in extraction.items():
         rows.append([
-            name, f"{rates['naive']:.1f}", f"{rates['naive uncropped']:.1f}", f"{rates['pipeline']:.1f}",
-            f"{rates['ceiling']:.1f}", f"{rates['unfused']:.1f}", f"{rates['pipeline'] / rates['naive']:.2f}x",
-            f"{rates['pipeline'] / rates['naive uncropped']:.2f}x", f"{100 * rates['pipeline'] / rates['ceiling']:.0f}%",
+            name, f"{100 * rates['pipeline'] / rates['ceiling']:.0f}%", f"{rates['pipeline'] / rates['naive']:.2f}x",
+            f"{rates['pipeline'] / rates['naive uncropped']:.2f}x", f"{rates['pipeline']:.1f}", f"{rates['ceiling']:.1f}",
+            f"{rates['unfused']:.1f}", f"{rates['naive']:.1f}", f"{rates['naive uncropped']:.1f}",
         ])
     lines = [
-        f"## Extraction (images/s, best of {args.rounds} alternating rounds)",
+        f"## Extraction (images/s, median of {args.rounds} alternating rounds)",
         "",
         section_run(clock),
         "",
@@ -537,8 +539,8 @@ def extraction_sections(args, spec: EncoderSpec, corel: list[Path]) -> dict[str,
         "convolutions, SAME padding without copies; same descriptors); *unfused* is the forward pass alone of the "
         "network as trained.",
         "",
-        markdown_table(["images", "naive", "naive uncropped", "pipeline", "ceiling", "unfused", "pipeline / naive",
-                        "pipeline / naive uncropped", "pipeline / ceiling"], rows),
+        markdown_table(["images", "pipeline / ceiling", "pipeline / naive", "pipeline / naive uncropped", "pipeline",
+                        "ceiling", "unfused", "naive", "naive uncropped"], rows),
         "",
         "### Decoding",
         "",
@@ -551,6 +553,7 @@ def extraction_sections(args, spec: EncoderSpec, corel: list[Path]) -> dict[str,
         "",
         markdown_table(["images", "0, in line", "0, a thread ahead", *(str(workers) for workers in DECODING_WORKERS[1:])], decoding),
         "",
+        *jpeg_lines(decoders, args.rounds),
         "### Batch size",
         "",
         f"The forward pass alone (images/s) on {len(swept)} ready Corel tensors (224x336) by images per batch. "
@@ -571,6 +574,23 @@ def extraction_sections(args, spec: EncoderSpec, corel: list[Path]) -> dict[str,
         "```",
     ]
     return {ORDER[0]: "\n".join(lines)}
+
+
+def jpeg_lines(rows: list[list[str]], rounds: int) -> list[str]:
+    """The JPEG decoders' table (``bench.speed.jpeg``), or a line saying simplejpeg was not installed."""
+    if not rows:
+        return ["JPEG decoders: simplejpeg is not installed (`pip install 'cbir[bench]'`), so it was not compared.", ""]
+    return [
+        "#### JPEG decoders",
+        "",
+        "Decode + resize per image, ms, median of "
+        f"{rounds} alternating rounds (`bench.speed.jpeg`): Pillow with draft scaling as the pipeline runs it, against "
+        "simplejpeg, which decodes with libjpeg-turbo's DCT scaling to the smallest size whose short side reaches the "
+        "encoder's; the same resize follows both.",
+        "",
+        markdown_table(["images", "simplejpeg / Pillow (time)", "Pillow ms", "simplejpeg ms", "same pixels"], rows),
+        "",
+    ]
 
 
 def precision_section(args, found: dict[str, dict], clock: RunClock) -> str:
