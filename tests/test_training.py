@@ -200,9 +200,11 @@ def test_saved_encoder_reloads_with_identical_descriptors(trained, class_folders
 
 
 def test_training_goes_through_the_default_pooling_from_the_default_encoder(class_folders, tmp_path):
-    config = TrainConfig(loss="triplet", val="images", **{**FAST, "epochs": 1, "epoch_batches": 3})
+    config = TrainConfig(loss="triplet", val="none", **{**FAST, "epochs": 1, "epoch_batches": 3})
     result = train(config, load_training_data(class_folders), tmp_path / "r.pt", quiet=True)
-    assert config.pooling == EncoderSpec().pooling == "rmac" and result.baseline["gem_p"] is None
+    summary = torch.load(result.outputs.model, weights_only=True)["training"]
+    assert summary["recipe"] == "new classes" and summary["config"]["pooling"] == EncoderSpec().pooling == "rmac"
+    assert result.baseline["gem_p"] is None
     assert [entry["epoch"] for entry in result.history] == [0, 1]
     images = [class_image(label, 7) for label in range(3)]
     start = Encoder(EncoderSpec(pooling="rmac", image_size=SIZE)).encode_images(images)
@@ -212,6 +214,19 @@ def test_training_goes_through_the_default_pooling_from_the_default_encoder(clas
     assert np.allclose(staged, start, atol=1e-5)  # epoch 0 is the off-the-shelf default encoder
     saved = load_encoder_file(result.outputs.model)
     assert saved.spec.pooling == "rmac" and saved.dim == start.shape[1]
+
+
+def test_validation_on_images_of_the_training_classes_trains_by_the_same_classes_recipe(class_folders, tmp_path):
+    data = load_training_data(class_folders)
+    gentle = train(TrainConfig(val="images", **{**FAST, "epochs": 1, "lr": None, "epoch_batches": None}), data, tmp_path / "g.pt", quiet=True)
+    summary = torch.load(gentle.outputs.model, weights_only=True)["training"]
+    assert summary["recipe"] == "same classes"
+    assert (summary["config"]["pooling"], summary["config"]["lr"], summary["config"]["epoch_batches"]) == ("gem", 1e-4, 0)
+    assert gentle.baseline["gem_p"] == 3.0 and gentle.history[1]["gem_p"] != 3.0  # GeM's p trains
+    assert load_encoder_file(gentle.outputs.model).spec.pooling == "gem"
+    chosen = train(TrainConfig(val="images", pooling="rmac", **{**FAST, "epochs": 1}), data, tmp_path / "c.pt", quiet=True)
+    summary = torch.load(chosen.outputs.model, weights_only=True)["training"]
+    assert (summary["config"]["pooling"], summary["config"]["lr"], summary["config"]["epoch_batches"]) == ("rmac", 1e-3, 1)
 
 
 def test_an_epoch_draws_at_least_epoch_batches_batches(class_folders, tmp_path):

@@ -323,11 +323,20 @@ def main() -> None:
             (metrics,) = bench.evaluate(load_encoder_file(model))
             rows.append({"encoder": f"fine-tuned, {loss}", **metrics, "time": seconds, "command": train_command,
                          "epochs": f"{len(history) - 1} (best {best})", "p": history[best]["gem_p"],
-                         "start": STARTS[summary["config"].get("pooling", "gem")],
+                         "start": STARTS[summary["config"].get("pooling", "gem")], "recipe": recipe_text(summary),
                          "validation": [summary["validation"], summary["monitor"], history[0][summary["monitor"]],
                                         history[best][summary["monitor"]], best], "reused": reused})
             save_section(section, command, started, options)
     console.print(f"wrote {options.out}")
+
+
+def recipe_text(summary: dict) -> str | None:
+    """The recipe a run followed and its settings, from its training summary (None for runs before recipes)."""
+    if "recipe" not in summary:
+        return None
+    config = summary["config"]
+    batches = "one pass over the images" if not config["epoch_batches"] else f"at least {config['epoch_batches']} batches"
+    return f"{summary['recipe']}: pooling {config['pooling']}, learning rate {config['lr']:g}, epochs of {batches}"
 
 
 def save_section(section: dict, command: str, started: float, options) -> None:
@@ -411,6 +420,8 @@ def write_report(out: Path, work: Path) -> None:
         tuned = [row for row in rows if "validation" in row]
         if tuned:
             lines += ["", f"Validation: {tuned[0]['validation'][0]}."]
+            if tuned[0].get("recipe"):
+                lines += ["", f"Recipe (`cbir.training.recipes`, picked by the validation): {tuned[0]['recipe']}."]
         if any(row.get("reused") for row in tuned):
             lines += ["", "(recorded): an encoder file of an earlier finished run of the same command, measured here; its time is the",
                       "training time recorded in the file (the `cbir train` process less start-up and reading the data)."]

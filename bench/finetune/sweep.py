@@ -24,6 +24,7 @@ from pathlib import Path
 from bench.common import REPOSITORY, machine_summary
 from cbir.progress import console
 from cbir.training.data import load_training_data
+from cbir.training.recipes import NEW_CLASSES
 from cbir.training.trainer import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -95,8 +96,12 @@ def _value(text: str):
 
 
 def write(out: Path, rows: list[dict], command: str, base: dict, options, loads: list[float], started: float, data) -> None:
-    defaults = TrainConfig()
-    recipe = {**{key: getattr(defaults, key) for key in ("loss", "miner", "lr", "m_per_class", "train_layers", "views", "image_size", "pooling", "epoch_batches")},
+    defaults = TrainConfig()  # the settings it leaves open come from the new-classes recipe: every run here validates on classes
+
+    def default(key: str):
+        return getattr(NEW_CLASSES, key) if getattr(defaults, key) is None else getattr(defaults, key)
+
+    recipe = {**{key: default(key) for key in ("loss", "miner", "lr", "m_per_class", "train_layers", "views", "image_size", "pooling", "epoch_batches")},
               **base, "epochs": options.epochs}
     start = rows[0]["curve"][0]
     lines = [

@@ -17,7 +17,7 @@ from torch import nn
 
 from cbir.encoders.backbones import FeatureMapBackbone
 from cbir.encoders.encoder import Encoder
-from cbir.encoders.pooling import GeM
+from cbir.encoders.pooling import GeM, make_pooling
 from cbir.encoders.whitening import PCAWhitening
 
 
@@ -89,6 +89,12 @@ class TrainableEncoder(nn.Module):
             for parameter in encoder.backbone.parameters():
                 parameter.requires_grad_(id(parameter) in trainable)
         self.eval()
+
+    def use_pooling(self, name: str, gem_p: float) -> None:
+        """Pool through ``name`` from now on (GeM with a learnable p starting at ``gem_p``); the encoder's spec says so."""
+        spec = dataclasses.replace(self.encoder.spec, pooling=name, gem_p=gem_p)
+        self.encoder.spec = spec
+        self.encoder.pooling = make_pooling(name, gem_p, learnable_p=name == "gem", rmac_levels=spec.rmac_levels)
 
     def set_whitening(self, whitening: PCAWhitening) -> None:
         """Add a linear layer that computes ``whitening`` (before the last L2) and will be trained."""

@@ -36,6 +36,7 @@ from cbir.training.inputs import CachedFeatures, LiveImages, TrainingInputs
 from cbir.training.losses import make_batch_miner, make_loss
 from cbir.training.mining import PoolHardNegatives, batch_images, index_tuple
 from cbir.training.network import TrainableEncoder
+from cbir.training.recipes import NEW_CLASSES, recipe_for
 from cbir.training.validation import (
     ValidationSplit,
     pair_metrics,
@@ -58,11 +59,11 @@ class TrainConfig:
     pos_margin: float = 0.0
     miner: str = "auto"
     epochs: int = 10
-    epoch_batches: int = 50
+    epoch_batches: int | None = None  # None (here and below): from the recipe for the run's validation
     batch_size: int = 32
     m_per_class: int = 4
-    lr: float = 3e-4
-    head_lr: float = 3e-4
+    lr: float | None = None
+    head_lr: float | None = None
     p_lr: float = 1e-2
     weight_decay: float = 1e-4
     warmup: float = 0.05
@@ -79,7 +80,7 @@ class TrainConfig:
     pool_size: int = 2000
     backbone: str = "efficientnet_lite0"
     image_size: int = 224
-    pooling: str = EncoderSpec.pooling
+    pooling: str | None = None
     gem_p: float = 3.0
     weights: str | None = None
     device: str = "auto"
@@ -174,8 +175,8 @@ class Trainer:
     def _build(self) -> None:
         config = self.config
         torch.manual_seed(config.seed)
-        spec = EncoderSpec(backbone=config.backbone, pooling=config.pooling, gem_p=config.gem_p, image_size=config.image_size,
-                           weights=config.weights)
+        spec = EncoderSpec(backbone=config.backbone, pooling=config.pooling or NEW_CLASSES.pooling, gem_p=config.gem_p,
+                           image_size=config.image_size, weights=config.weights)
         self.network = TrainableEncoder(Encoder(spec), self.layers)
         self.network.to(self.device)
         augmentation = RetrievalAugmentation() if config.augment else None
@@ -194,6 +195,7 @@ class Trainer:
         self._report_skipped()
         usable = np.setdiff1d(everything, np.fromiter(broken, dtype=np.int64, count=len(broken)))
         self._split(usable)
+        self._follow_recipe()
         if isinstance(self.inputs, CachedFeatures):
             augmented = config.views - 1 if config.augment else 0
             with progress_bar(f"caching {augmented} augmented views", enabled=not self.quiet and augmented > 0) as update:
@@ -202,6 +204,23 @@ class Trainer:
             descriptors = self.inputs.embed(self.network, self.train_images).numpy()
             self.network.set_whitening(PCAWhitening.learn(descriptors, config.whitening_dim))
             self.network.to(self.device)
+
+    def _follow_recipe(self) -> None:
+        """Fill the settings the config leaves open from the recipe for this run's validation (``cbir.training.recipes``)."""
+        self.recipe = recipe_for(self.split.mode)
+        recipe, config = self.recipe, self.config
+        self.config = dataclasses.replace(
+            config,
+            pooling=config.pooling or recipe.pooling,
+            lr=recipe.lr if config.lr is None else config.lr,
+            head_lr=recipe.head_lr if config.head_lr is None else config.head_lr,
+            epoch_batches=recipe.epoch_batches if config.epoch_batches is None else config.epoch_batches,
+        )
+        if self.config.pooling != self.network.encoder.spec.pooling:
+            self.network.use_pooling(self.config.pooling, config.gem_p)
+        chosen = {name: getattr(self.config, name) for name in ("pooling", "lr", "epoch_batches") if getattr(config, name) is None}
+        if chosen:
+            self.say(f"recipe for {recipe.name}: " + ", ".join(f"{name} {value}" for name, value in chosen.items()))
 
     def _cached_features(self, augmentation: RetrievalAugmentation | None) -> CachedFeatures:
         """A frozen-stage cache: new, or the one in ``feature_store`` of an earlier run with the same frozen stages and data."""
@@ -390,6 +409,7 @@ class Trainer:
             "validation": self.split.describe() if self.data.kind == "labels" else f"{len(self.val_tuples)} held-out {self.data.kind}",
             "skipped_images": len(self.skipped),
             "loss": self.config.loss,
+            "recipe": self.recipe.name,
             "miner": self.miner_name,
             "config": dataclasses.asdict(self.config),
             "train_layers": "all" if self.layers is None else self.layers,
