@@ -68,6 +68,29 @@ path, port, http, loop, batch = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.
 app = create_app(path, settings=ServerSettings(max_query_batch=batch))
 uvicorn.run(app, host="127.0.0.1", port=port, http=http, loop=loop, log_level="warning", access_log=False)
 """
+# The HTTP floor: the same uvicorn (httptools, uvloop) and client, an app that searches nothing. It reads the form and
+# answers a JSON body the size of a real answer (10 results) that names the item asked for first.
+FLOOR_LAUNCHER = """
+import sys, json, uvicorn
+from urllib.parse import parse_qsl
+async def app(scope, receive, send):
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    item = int(dict(parse_qsl(body.decode())).get("item_id", 0))
+    answer = json.dumps({"query": f"item:{item}", "results": [{"item_id": item, "score": 1.0, "uri": "/" + "x" * 90,
+                         "kind": "image", "space": "image", "box": None, "metadata": {"width": 384, "height": 256}}] * 10,
+                         "timing": {"search": 0.0}}).encode()
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(answer)).encode())]})
+    await send({"type": "http.response.body", "body": answer})
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), http="httptools", loop="uvloop", log_level="warning",
+            access_log=False, lifespan="off")
+"""
+FLOOR = "no search (HTTP floor)"
 
 
 @dataclass
@@ -207,9 +230,12 @@ def _measure_in_process(queries: list[Query], seconds: float, modes: tuple[str, 
 
 
 def start_server(path: Path, port: int, http: str | None = None, loop: str = "auto", batch: int = 8) -> subprocess.Popen:
-    """``cbir serve`` on ``path``; with ``http``, uvicorn with that HTTP implementation, event loop and query batch."""
+    """``cbir serve`` on ``path``; with ``http``, uvicorn with that HTTP implementation, event loop and query batch;
+    with ``http`` ``floor``, the server that searches nothing (``FLOOR_LAUNCHER``)."""
     if http is None:
         command = [sys.executable, "-m", "cbir.cli", "serve", "--collection", str(path), "--host", LOOPBACK, "--port", str(port)]
+    elif http == "floor":
+        command = [sys.executable, "-c", FLOOR_LAUNCHER, str(port)]
     else:
         command = [sys.executable, "-c", LAUNCHER, str(path), str(port), http, loop, str(batch)]
     environment = {key: value for key, value in os.environ.items() if key != "CBIR_TOKEN"}
@@ -401,8 +427,8 @@ def compare_clients(port: int, queries: list[Query], seconds: float) -> dict:
 
 
 def compare_http(path: Path, queries: list[Query], seconds: float, rounds: int) -> dict:
-    """Searches by item at 1 and 8 clients: uvicorn on h11 + asyncio against httptools + uvloop."""
-    stacks = {"h11, asyncio": ("h11", "asyncio"), "httptools, uvloop": ("httptools", "uvloop")}
+    """Searches by item at 1 and 8 clients: uvicorn on h11 + asyncio against httptools + uvloop, and the HTTP floor."""
+    stacks = {"h11, asyncio": ("h11", "asyncio"), "httptools, uvloop": ("httptools", "uvloop"), FLOOR: ("floor", "uvloop")}
     ports = {name: free_port() for name in stacks}
     servers = {name: start_server(path, ports[name], *stack) for name, stack in stacks.items()}
     try:
@@ -448,6 +474,16 @@ def comparison_table(found: dict, rows: list[str], columns: list, heading: str =
     return lines
 
 
+def floor_line(http: dict, in_process: float) -> str:
+    """Milliseconds per search by item at 1 client for cbir and the HTTP floor, and the best ratio to in-process they allow."""
+    cbir, floor = http["httptools, uvloop", "1 client"]["rate"], http[FLOOR, "1 client"]["rate"]
+    return (
+        f"- searches by item at 1 client, ms per request: cbir serve {1000 / cbir:.2f}, the HTTP floor (the same "
+        f"server and client, no search) {1000 / floor:.2f}, the search in-process {1000 / in_process:.2f}; so on this "
+        f"HTTP stack the 1-client ratio to in-process cannot exceed **{floor / (floor + in_process):.2f}**"
+    )
+
+
 def write_report(out: Path, command: str, info: dict, shots: list[Shot], baseline: dict[str, float], loads: list[tuple[str, float]],
                  clients: dict, http: dict, batching: dict, large: tuple[int, list[Shot], float] | None, rounds: int) -> None:
     encoder = info["encoder"]
@@ -473,6 +509,7 @@ def write_report(out: Path, command: str, info: dict, shots: list[Shot], baselin
         f"- httptools + uvloop / h11 + asyncio, searches by item: "
         f"**{http['httptools, uvloop', '1 client']['rate'] / http['h11, asyncio', '1 client']['rate']:.2f}x** at 1 client, "
         f"**{http['httptools, uvloop', '8 clients']['rate'] / http['h11, asyncio', '8 clients']['rate']:.2f}x** at 8",
+        floor_line(http, baseline["item"]),
         f"- the load generator, lean client / httpx, searches by item: **{clients['lean', 1]['rate'] / clients['httpx', 1]['rate']:.2f}x** "
         f"the requests/s at 1 client, **{clients['lean', 8]['rate'] / clients['httpx', 8]['rate']:.2f}x** at 8",
     ]
@@ -521,9 +558,11 @@ def write_report(out: Path, command: str, info: dict, shots: list[Shot], baselin
         "## HTTP implementation",
         "",
         f"Searches by item, uvicorn with each HTTP parser and event loop (`cbir serve` takes httptools and uvloop when "
-        f"installed: the `server` extra installs them); both servers up, taking turns; median of {rounds} rounds.",
+        f"installed: the `server` extra installs them), and the HTTP floor: the same uvicorn (httptools, uvloop) and "
+        "client with an app that searches nothing, reading the form and answering a JSON body the size of a real "
+        f"answer; all servers up, taking turns; median of {rounds} rounds.",
         "",
-        *comparison_table(http, ["h11, asyncio", "httptools, uvloop"], ["1 client", "8 clients"]),
+        *comparison_table(http, ["h11, asyncio", "httptools, uvloop", FLOOR], ["1 client", "8 clients"]),
         "",
         "## Image searches batched",
         "",
