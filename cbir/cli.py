@@ -22,6 +22,7 @@ from cbir.commands.common import (
     SizeOption,
     WeightsOption,
     encoder_spec_from_options,
+    moved_encoder_spec,
     missing_inputs,
     print_json,
     print_report,
@@ -178,7 +179,7 @@ def search(
     from cbir.collection.collection import Collection
 
     with user_errors():
-        spec = encoder_spec_from_options(None, None, None, None, None, None, encoder) if encoder else None
+        spec = moved_encoder_spec(collection, encoder) if encoder else None
         with Collection.open(collection, spec) as store:
             moments = video.moments_of(store, image, k) if kind is None and label is None else None
             kind = video.photo_kinds(store) if moments is not None else kind

@@ -302,6 +302,28 @@ def test_cli_train_then_index_and_search_with_the_encoder(trained, class_folders
     assert refused.returncode == 2 and "not a readable encoder file" in refused.stderr
 
 
+def test_search_finds_a_moved_encoder_file_of_a_collection_at_its_own_size_and_precision(trained, class_folders, tmp_path):
+    result, _ = trained
+    run = lambda *args: subprocess.run([sys.executable, "-m", "cbir.cli", *args], capture_output=True, text=True)  # noqa: E731
+    model = tmp_path / "model.pt"
+    model.write_bytes(result.outputs.model.read_bytes())
+    collection = tmp_path / "collection"
+    indexed = run("index", str(class_folders), "--collection", str(collection), "--encoder", str(model), "--size", "72",
+                  "--precision", "bf16")
+    assert indexed.returncode == 0, indexed.stderr
+    moved = model.rename(tmp_path / "moved.pt")
+    query = str(class_folders / "class2" / "5.png")
+    lost = run("search", query, "--collection", str(collection), "--local")
+    assert lost.returncode != 0 and "--encoder" in lost.stderr + lost.stdout
+    found = run("search", query, "--collection", str(collection), "--encoder", str(moved), "--json", "-k", "1")
+    assert found.returncode == 0, found.stderr
+    assert json.loads(found.stdout)["results"][0]["uri"].endswith("class2/5.png")
+    other = tmp_path / "other.pt"
+    other.write_bytes(moved.read_bytes() + b"changed")
+    refused = run("search", query, "--collection", str(collection), "--encoder", str(other))
+    assert refused.returncode != 0
+
+
 def test_cli_evaluate_measures_the_trained_encoder(trained, class_folders, tmp_path):
     result, data = trained
     out = tmp_path / "result.json"

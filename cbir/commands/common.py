@@ -144,6 +144,23 @@ def missing_inputs(paths: list[Path]) -> None:
             raise FileNotFoundError(2, "No such file or directory", str(path))
 
 
+def moved_encoder_spec(collection: Path, encoder_file: Path):
+    """The spec a collection's default space was built with, its encoder file now at ``encoder_file``: size,
+    scales and precision stay the collection's; opening the collection with it checks the file is the same one.
+    None when the collection's manifest cannot be read (opening the collection then says why)."""
+    import dataclasses
+
+    from cbir.collection.manifest import Manifest
+    from cbir.encoders.spec import EncoderSpec
+
+    try:
+        manifest = Manifest.load(collection.expanduser() / "manifest.json")
+        record = manifest.spaces[manifest.default_space].encoder
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return dataclasses.replace(EncoderSpec.from_dict(record), checkpoint=str(encoder_file.expanduser()), checkpoint_sha256=None)
+
+
 def encoder_spec_from_options(
     backbone: Optional[str],
     pooling: Optional[str],

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Optional
 from rich.markup import escape
 from rich.table import Table
 
-from cbir.commands.common import print_json, print_report, results, user_errors
+from cbir.commands.common import moved_encoder_spec, print_json, print_report, results, user_errors
 from cbir.io.video_files import is_video_path
 from cbir.progress import console, progress_bar
 
@@ -147,7 +147,7 @@ def search_clip(clip: Path, collection: Path, k: int, as_json: bool, grid: Optio
     from cbir.search.video import find_clip, has_videos
 
     with user_errors():
-        spec = _encoder_spec(encoder)
+        spec = moved_encoder_spec(collection, encoder) if encoder else None
         with Collection.open(collection, spec) as store:
             if not has_videos(store):
                 raise ValueError(f"{collection} holds no video to search with a clip: index videos with 'cbir index DIR --collection {collection}'")
@@ -165,14 +165,6 @@ def search_clip(clip: Path, collection: Path, k: int, as_json: bool, grid: Optio
     _print_clip_hits(hits)
     if grid is not None:
         console.print(f"grid written to {grid}")
-
-
-def _encoder_spec(encoder: Optional[Path]):
-    if encoder is None:
-        return None
-    from cbir.commands.common import encoder_spec_from_options
-
-    return encoder_spec_from_options(None, None, None, None, None, None, encoder)
 
 
 def _print_clip_hits(hits: list[ClipHit]) -> None:

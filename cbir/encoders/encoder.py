@@ -189,7 +189,8 @@ def read_encoder_file(path: str | Path, expected_sha256: str | None = None) -> d
     """The content of an encoder file, checked for format and (when given) SHA-256."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"encoder file {path} does not exist")
+        moved = "; if it has moved, pass its new path with --encoder" if expected_sha256 is not None else ""
+        raise FileNotFoundError(f"encoder file {path} does not exist{moved}")
     if expected_sha256 is not None and file_sha256(path) != expected_sha256:
         raise ValueError(
             f"encoder file {path} has changed since it was recorded (SHA-256 differs); "
