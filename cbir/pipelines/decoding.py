@@ -11,8 +11,6 @@ aborting the run.
 from __future__ import annotations
 
 import os
-import queue
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Generic, Iterator, Sequence, TypeVar
@@ -123,51 +121,3 @@ def batches(
         prefetch_factor=prefetch if workers else None,
     )
     yield from loader
-
-
-def ahead(batches: Iterator[list], depth: int = 1) -> Iterator[list]:
-    """``batches`` made by a thread up to ``depth`` batches ahead of the consumer, in order.
-
-    Decoding and resizing (which release the GIL) then fill the moments the
-    network's threads leave a core idle, instead of waiting for the forward
-    pass to end. An error in the thread is raised to the consumer; a consumer
-    that stops early stops the thread.
-    """
-    made: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def put(entry: tuple) -> bool:
-        """Queue ``entry`` unless the consumer has stopped; whether it was queued."""
-        while not stop.is_set():
-            try:
-                made.put(entry, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def fill() -> None:
-        try:
-            for batch in batches:
-                if not put((batch, None)):
-                    return
-            put((_END, None))
-        except BaseException as error:  # handed to the consumer, which raises it
-            put((_END, error))
-
-    thread = threading.Thread(target=fill, name="cbir-decoding", daemon=True)
-    thread.start()
-    try:
-        while True:
-            batch, error = made.get()
-            if error is not None:
-                raise error
-            if batch is _END:
-                return
-            yield batch
-    finally:
-        stop.set()
-        thread.join()
-
-
-_END = object()

@@ -20,7 +20,7 @@ from cbir.core.items import Item
 from cbir.encoders.encoder import DEFAULT_BATCH_SIZE, Encoder, EncoderSpec, image_pixels, normalise, resized_size, shared_encoder
 from cbir.io.images import is_image_path, load_image
 from cbir.pipelines.batching import group_by_shape
-from cbir.pipelines.decoding import Decoded, SourceDataset, ahead, batches, decoding_workers
+from cbir.pipelines.decoding import Decoded, SourceDataset, batches, decoding_workers
 from cbir.pipelines.sources import Source, SourceResult, file_sources
 
 IMAGE_SPACE = "image"
@@ -82,14 +82,11 @@ def extract_sources(
     batch_size: int = DEFAULT_BATCH_SIZE,
     workers: int | None = None,
     known_hashes: Sequence[str | None] | None = None,
-    decode_ahead: bool = False,
 ) -> Iterator[ExtractedBatch]:
-    """``extract`` for sources (each one image file). With ``decode_ahead`` and no workers, a thread decodes the
-    next batch while the network runs (``cbir.pipelines.decoding.ahead``; off until bench.speed shows it pays)."""
+    """``extract`` for sources (each one image file)."""
     dataset = SourceDataset(sources, ImageDecoder(encoder), known_hashes)
     workers = image_workers() if workers is None else workers
-    loaded = batches(dataset, batch_size, workers)
-    for batch in ahead(loaded) if decode_ahead and workers == 0 else loaded:
+    for batch in batches(dataset, batch_size, workers):
         yield ExtractedBatch(batch, encode_decoded(encoder, batch))
 
 
