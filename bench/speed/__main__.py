@@ -94,13 +94,12 @@ def pipeline_rate(encoder: Encoder, paths: list[Path], workers: int | None = Non
 
 def decoding_sweep(encoder: Encoder, sets: dict[str, list[Path]], rounds: int) -> list[list[str]]:
     """The pipeline's images/s by number of decoding worker processes (0: in-process), median of ``rounds``."""
-    settings = [(workers,) for workers in DECODING_WORKERS]
-    rates: dict[tuple, list[float]] = {(name, setting): [] for name in sets for setting in settings}
+    rates: dict[tuple, list[float]] = {(name, workers): [] for name in sets for workers in DECODING_WORKERS}
     for _ in range(rounds):
         for name, paths in sets.items():
-            for setting in settings:
-                rates[name, setting].append(pipeline_rate(encoder, paths, *setting))
-    return [[name, *(f"{statistics.median(rates[name, setting]):.1f}" for setting in settings)] for name in sets]
+            for workers in DECODING_WORKERS:
+                rates[name, workers].append(pipeline_rate(encoder, paths, workers))
+    return [[name, *(f"{statistics.median(rates[name, workers]):.1f}" for workers in DECODING_WORKERS)] for name in sets]
 
 
 def ready_tensors(encoder: Encoder, paths: list[Path]) -> list[torch.Tensor]:

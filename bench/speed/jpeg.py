@@ -16,20 +16,15 @@ import numpy as np
 from PIL import Image
 
 from cbir.encoders.encoder import Encoder, image_pixels, resized_size
-from cbir.io.images import load_image
+from cbir.pipelines.image import ImageDecoder
 
 Decoder = Callable[[bytes], np.ndarray]
 
 
 def pillow_decoder(encoder: Encoder) -> Decoder:
-    """The pipeline's decode and resize (``cbir.io.images.load_image`` with draft scaling)."""
-    short_side, max_aspect, interpolation = encoder.spec.image_size, encoder.spec.max_aspect, encoder.input_config.interpolation
-
-    def decode(data: bytes) -> np.ndarray:
-        image = load_image(data, min_side=short_side)
-        return image_pixels(image, resized_size(*image.size, short_side, max_aspect), interpolation).numpy()
-
-    return decode
+    """The pipeline's own decode and resize (``cbir.pipelines.image.ImageDecoder``: Pillow with draft scaling)."""
+    decoder = ImageDecoder(encoder)
+    return lambda data: decoder(None, [data]).pixels.numpy()
 
 
 def simplejpeg_decoder(encoder: Encoder) -> Decoder | None:

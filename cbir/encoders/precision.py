@@ -190,11 +190,6 @@ def quantize_int8(fp32_path: str | Path, path: str | Path, calibration: Sequence
             stream.write(quantized.read_bytes())
 
 
-def cache_dir() -> Path:
-    """``$CBIR_CACHE/int8``, else ``~/.cache/cbir/int8``."""
-    return cache_folder("int8")
-
-
 def int8_backbone(backbone: nn.Module, identity: dict, calibration: Callable[[], Sequence[torch.Tensor]]) -> OnnxBackbone:
     """``backbone`` (as trained) quantised to int8: made once per ``identity`` (what decides its weights) and cached."""
     try:
@@ -204,7 +199,7 @@ def int8_backbone(backbone: nn.Module, identity: dict, calibration: Callable[[],
         raise ValueError("int8 inference needs the onnx and onnxruntime packages: pip install 'cbir[precision]'") from None
 
     key = json.dumps({**identity, "format": INT8_FORMAT, "torch": torch.__version__, "onnxruntime": onnxruntime.__version__}, sort_keys=True)
-    path = cache_dir() / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.onnx"
+    path = cache_folder("int8") / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.onnx"
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory() as folder:

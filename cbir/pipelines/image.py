@@ -85,8 +85,7 @@ def extract_sources(
 ) -> Iterator[ExtractedBatch]:
     """``extract`` for sources (each one image file)."""
     dataset = SourceDataset(sources, ImageDecoder(encoder), known_hashes)
-    workers = image_workers() if workers is None else workers
-    for batch in batches(dataset, batch_size, workers):
+    for batch in batches(dataset, batch_size, image_workers() if workers is None else workers):
         yield ExtractedBatch(batch, encode_decoded(encoder, batch))
 
 

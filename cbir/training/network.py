@@ -69,7 +69,7 @@ class TrainableEncoder(nn.Module):
             raise ValueError("a multi-scale encoder cannot be fine-tuned; train a single-scale one (scales 1.0)")
         self.encoder = encoder
         if encoder.spec.pooling == "gem":
-            encoder.pooling = GeM(encoder.spec.gem_p, learnable=True)
+            self.use_pooling("gem", encoder.spec.gem_p)
         if train_layers is None:
             self.stage_count = None
             self.bottom = nn.Identity()
